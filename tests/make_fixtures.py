@@ -52,6 +52,8 @@ Open the door to the hallway. Go to the kitchen. Pick up the cup. Put the cup in
 Your score is 0.83 out of 1.0. The episode ended because the step limit was reached before the goal.
 Buy the blue shirt in size large for less than 20 dollars. Check the reviews, then click buy now.
 The answer is 7. The count of rows is 12. Sort by date and show the last 5 orders of each customer.
+> search[blue shirt large] > click[item 3] > click[size: large] > click[buy now] > look around
+> open door to kitchen > focus on beaker > SELECT customer, SUM(price) FROM orders GROUP BY customer;
 """
 FIXED_TEXT = ("The agent reads the observation about the red shoes in the small shop, then it searches for a "
               "cheap lamp and a blue shirt in size large, checks the price of 42 dollars, clicks buy now, "
@@ -72,7 +74,10 @@ def train_tokenizer(kind, specials, vocab_size, bos=None, chat_template=None):
         tok = Tokenizer(models.BPE(unk_token="<unk>"))
         tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first")
         tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="first")
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False)
+        # Every printable ASCII character and the newline get a token (the real files use byte fallback).
+        alphabet = [chr(c) for c in range(32, 127)] + ["\n"]
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False,
+                                      initial_alphabet=alphabet)
     tok.train_from_iterator([line for line in CORPUS.splitlines() if line], trainer)
     if bos is not None:
         # BOS comes from the post-processor, as in the real files; a rendered chat must not get it twice.
