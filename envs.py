@@ -1,0 +1,1068 @@
+"""Three toy text environments that mirror the paper's benchmarks: ToyShop (WebShop), ToyLab (ScienceWorld)
+and ToySQL (InterCode-SQL). Same episode structure and reward *shape* as the real ones, small enough that a
+~1M-parameter model learns them on a CPU. Design brief: shared/ENVS.md; the interface: docs/design.md.
+
+    env = make_env("shop"); obs = env.reset(task); obs, reward, done, info = env.step("search[wool shirt]")
+
+- reward is 0 until the last step, then the episode's score in [0, 1]; info has valid, success, end, scores.
+- Bad input is part of the game: an empty, overlong (> 200 chars), non-ASCII or unparseable action, or one
+  that cannot apply here, costs a step and answers "nothing happens." (info valid=False). Nothing raises.
+- Tasks are JSON-able dicts; make_tasks is deterministic (random.Random instances and hashlib, never the
+  global RNG or the per-process salted hash()). The split of a seen task is fixed by a hash of its first
+  observation, so no (instruction, world) pair of train ever shows up in test_seen.
+
+Deviations from shared/ENVS.md, and why:
+1. All: actions are lowercased and their whitespace collapsed before parsing (one spelling per action).
+2. Shop: product ids are a letter and a digit (`k7`, two tokens) so a step-capped episode fits 450 tokens;
+   `search[...]` works from any page; goals ask for one or two attributes (two reward denominators, more
+   distinct failure levels); the catalog is fixed (CATALOG_SEED), so a task's "world" is its goal.
+3. Lab: the find instruction names the target ("find the moss"), so the task is readable without knowing
+   which things are plants; an action that cannot apply here (take what is not in the room) is invalid, as in
+   ALFWorld; state change and mix have 4 ordered subgoals, find and measure 3, each one optional subgoal.
+   Near-miss levels therefore differ a little from the sketch: forgot the stove 0.70 (sketch 0.83), wrong box
+   after measuring 0.917 (sketch 0.95); see FAILURE_BANDS and docs/envs.md.
+4. SQL: books(title, genre, year, city) instead of pages, so the held-out cars schema shares `year` and
+   `city` with training; an 8th template ("at least") gives the `>` for `>=` near-miss; generated tasks are
+   kept only when every scripted near-miss lands in its band (ENVS: reject tasks whose near-misses score 1);
+   results are cut to 6 rows / 20 tokens ("more."), words outside the lexicon print as "?", and sqlite
+   errors pass through a fixed set of messages, so the vocabulary stays closed.
+"""
+import argparse
+import functools
+import hashlib
+import itertools
+import random
+import re
+import sqlite3
+import string
+from collections import Counter
+
+ENV_NAMES = ("shop", "lab", "sql")
+SPLITS = ("train", "test_seen", "test_unseen")
+INVALID = "nothing happens."        # the fixed answer to any action that does not parse or cannot apply
+ACTION_CAP = 200                    # longer actions are invalid: a looping model must not flood the context
+TEST_SEEN_PERCENT = 20              # share of the seen first-observation hash space reserved for test_seen
+TOKEN_RE = re.compile(r"\d|[a-z]+|[^\sa-z\d]")
+
+
+def count_tokens(text: str) -> int:
+    """The project's rough context estimate of one message: a token per digit, word or punctuation mark, + 2."""
+    return len(TOKEN_RE.findall(text.lower())) + 2
+
+
+def _clean(action):
+    """Lowercased, single-spaced action; None when it is not text, too long, non-ASCII, unprintable or empty."""
+    if not isinstance(action, str) or len(action) > ACTION_CAP or not action.isascii():
+        return None
+    if not action.isprintable():                     # tabs, newlines and NUL are not part of any action
+        return None
+    return " ".join(action.lower().split()) or None
+
+
+def _digest(*parts) -> int:
+    # sha256, not hash(): str hashes are salted per process and would break "same seed, same episode"
+    return int.from_bytes(hashlib.sha256("|".join(map(str, parts)).encode()).digest()[:8], "big")
+
+
+def _seen_split(first_obs: str) -> str:
+    # a seen task belongs to train or test_seen by its first observation alone, so the two never share one
+    return "test_seen" if _digest("split", first_obs) % 100 < TEST_SEEN_PERCENT else "train"
+
+
+def _clip(text: str, cap: int) -> str:
+    """Keep whole lines while they fit in `cap` tokens (an overlong first line is cut), then say "more."."""
+    if count_tokens(text) - 2 <= cap:
+        return text
+    kept, used = [], 2                               # "more." itself costs 2 tokens
+    for line in text.split("\n"):
+        n = count_tokens(line) - 2
+        if used + n > cap:
+            if not kept:                             # cut inside the line, at a token boundary
+                ends = [m.end() for m in TOKEN_RE.finditer(line.lower())]
+                kept.append(line[:ends[cap - used - 1]].rstrip())
+            break
+        kept.append(line)
+        used += n
+    return "\n".join(kept + ["more."])
+
+
+class _Env:
+    """Shared bookkeeping: step counting, the step cap, the info dict. Subclasses write reset and _act."""
+    max_steps = 10
+
+    def __init__(self, max_steps=None):
+        self.max_steps = int(max_steps or self.max_steps)
+        self.done, self.end, self.t = True, None, 0   # step() before reset() answers "nothing happens."
+
+    def step(self, action):
+        if self.done:
+            return INVALID, 0.0, True, {"valid": False, "success": self.end == "success", "end": self.end, "scores": {}}
+        self.t += 1
+        obs, valid, end, reward, scores = self._act(_clean(action))
+        if end is None and self.t >= self.max_steps:  # the cap turns any unfinished episode into a timeout
+            end, reward = "timeout", self.timeout_reward()
+        self.done, self.end = end is not None, end
+        return obs, (reward if self.done else 0.0), self.done, {"valid": valid, "success": end == "success",
+                                                                "end": end, "scores": scores}
+
+    def timeout_reward(self) -> float:
+        return 0.0                                    # shop and sql: no purchase / no submit scores 0
+
+
+_NOPE = (INVALID, False, None, 0.0, {})              # what _act returns for an invalid action
+
+
+# =========================================================================================== ToyShop
+SHOP_CATEGORIES = {  # category: (types, attribute pool, first option dimension); the second is always size
+    "clothing": (("shirt", "dress", "jacket", "pants"), ("cotton", "wool", "waterproof", "organic", "slim"), "color"),
+    "shoes": (("boots", "sneakers", "sandals"), ("leather", "vegan", "waterproof", "light", "classic"), "color"),
+    "home": (("mug", "lamp", "pillow", "towel"), ("ceramic", "cotton", "modern", "soft", "classic"), "color"),
+    "beauty": (("soap", "shampoo", "lotion"), ("organic", "vegan", "natural", "fresh", "gentle"), "scent"),
+}
+SHOP_VALUES = {"color": ("red", "blue", "black", "white", "green", "grey"),
+               "scent": ("mint", "lemon", "rose", "vanilla", "lavender"), "size": ("small", "medium", "large")}
+SHOP_TYPES = {t: (cat, attrs, dim) for cat, (types, attrs, dim) in SHOP_CATEGORIES.items() for t in types}
+CATALOG_SEED = 0
+PAGE = 3                                               # results per page; at most 3 pages are listed
+# Held out of training goals: type i of its category with attribute 2i mod 5 (distinct within a category, so
+# every attribute is still asked for with other types) and with first-dimension value 3i+1 (about 10%).
+SHOP_HELD_OUT = {(t, pair) for types, attrs, dim in SHOP_CATEGORIES.values() for i, t in enumerate(types)
+                 for pair in (attrs[2 * i % 5], SHOP_VALUES[dim][(3 * i + 1) % len(SHOP_VALUES[dim])])}
+
+
+@functools.lru_cache(maxsize=4)
+def _catalog(seed: int) -> tuple:
+    """About 160 products: every attribute pair of every type, plus 20 over-budget twins (confusers)."""
+    rng = random.Random(seed)
+    prices = [p for p in range(11, 80) if p % 10]     # never a multiple of 10, so "under $30" is never a tie
+
+    def product(t, attrs, price):
+        dim = SHOP_TYPES[t][2]
+        return {"type": t, "attrs": list(attrs), "price": price,
+                "options": {dim: sorted(rng.sample(SHOP_VALUES[dim], 3), key=SHOP_VALUES[dim].index),
+                            "size": sorted(rng.sample(SHOP_VALUES["size"], 2), key=SHOP_VALUES["size"].index)}}
+    base = [product(t, pair, rng.choice(prices)) for t, (_, attrs, _) in SHOP_TYPES.items()
+            for pair in itertools.combinations(attrs, 2)]
+    twins = [product(p["type"], p["attrs"], _ceil10(p["price"]) + rng.randint(1, 9)) for p in rng.sample(base, 20)]
+    products = base + twins
+    rng.shuffle(products)                              # listing order breaks search ties: confusers interleave
+    ids = rng.sample([a + d for a in string.ascii_lowercase for d in string.digits], len(products))
+    return tuple(dict(p, id=i) for p, i in zip(products, ids))
+
+
+def _ceil10(price: int) -> int:
+    return (price // 10 + 1) * 10
+
+
+@functools.lru_cache(maxsize=8192)
+def _shop_search(seed: int, words: tuple) -> tuple:
+    """Deterministic search: one point per query word in the title, one more when the type is asked for."""
+    q = set(words)
+    scored = [(-(len(q & set(p["attrs"])) + 2 * (p["type"] in q)), i) for i, p in enumerate(_catalog(seed))]
+    return tuple(_catalog(seed)[i] for s, i in sorted(scored) if s < 0)[:3 * PAGE]
+
+
+def _shop_matches(p, goal) -> bool:
+    """What the oracle can check on a results line: type, attributes (in the title) and price."""
+    return p["type"] == goal["type"] and set(goal["attrs"]) <= set(p["attrs"]) and p["price"] < goal["budget"]
+
+
+def _shop_instruction(goal) -> str:
+    (dim, value), (_, size) = goal["options"].items()
+    return f"buy {' '.join(goal['attrs'])} {goal['type']}, {dim} {value}, size {size}, under ${goal['budget']}."
+
+
+@functools.lru_cache(maxsize=4)
+def _shop_goals(seed: int) -> dict:
+    """Every goal whose first matching search result offers its options, grouped by split."""
+    pools, seen = {s: [] for s in SPLITS}, set()
+    for p in _catalog(seed):
+        for attrs in [p["attrs"]] + [[a] for a in p["attrs"]]:
+            goal = {"type": p["type"], "attrs": attrs, "budget": _ceil10(p["price"])}
+            hits = [q for q in _shop_search(seed, tuple(attrs) + (p["type"],)) if _shop_matches(q, goal)]
+            if not hits:                               # twins and goals whose target is off the listed pages
+                continue
+            (dim, values), (_, sizes) = hits[0]["options"].items()   # the product the oracle will click
+            for value, size in itertools.product(values, sizes):
+                g = dict(goal, options={dim: value, "size": size})
+                text = _shop_instruction(g)
+                if text in seen:
+                    continue
+                seen.add(text)
+                unseen = any((g["type"], x) in SHOP_HELD_OUT for x in attrs + [value])
+                pools["test_unseen" if unseen else _seen_split(text)].append(g)
+    return pools
+
+
+class ToyShop(_Env):
+    """WebShop mirror: search a fixed catalog, open a product, click its options, buy. 10-step cap.
+
+    Reward (WebShop's, exact matching): r_type * (attrs matched + options matched + price ok) / (|attrs| +
+    |options| + 1), r_type 1 for the asked type, 0.5 for another type of its category, 0 otherwise.
+    Worked transcript (oracle, reward 1.0):
+        buy soft lamp, color white, size large, under $80.
+        > search[soft lamp]
+        page 1 of 3
+        s0 soft classic lamp $76
+        t2 soft modern lamp $25
+        r0 ceramic soft lamp $14
+        > click[s0]
+        s0 soft classic lamp $76
+        color: red black white
+        size: small large
+        > click[white]
+        selected color white.
+        > click[large]
+        selected size large.
+        > click[buy now]
+        thank you for your order.
+    """
+    max_steps = 10
+
+    def reset(self, task):
+        self.goal, self.seed = task["slots"]["goal"], task["slots"]["catalog_seed"]
+        self.products = {p["id"]: p for p in _catalog(self.seed)}
+        self.done, self.end, self.t = False, None, 0
+        self.results, self.page, self.item, self.chosen = [], 0, None, {}
+        return _shop_instruction(self.goal)
+
+    def visible(self) -> list:
+        """The products listed on the current results page (what the last results observation showed)."""
+        return self.results[PAGE * self.page:PAGE * (self.page + 1)] if self.item is None else []
+
+    def _page_text(self) -> str:
+        n = (len(self.results) + PAGE - 1) // PAGE
+        lines = [f"{p['id']} {' '.join(p['attrs'])} {p['type']} ${p['price']}" for p in self.visible()]
+        return "\n".join([f"page {self.page + 1} of {n}"] + lines)
+
+    def _item_text(self) -> str:
+        p = self.item
+        return "\n".join([f"{p['id']} {' '.join(p['attrs'])} {p['type']} ${p['price']}"] +
+                         [f"{dim}: {' '.join(values)}" for dim, values in p["options"].items()])
+
+    def _act(self, a):
+        m = re.fullmatch(r"(search|click)\[(.+)\]", a or "")
+        if not m:
+            return _NOPE
+        verb, arg = m[1], m[2].strip()
+        if verb == "search":
+            if not all(w.isalpha() for w in arg.split()):
+                return _NOPE
+            self.results, self.page, self.item = list(_shop_search(self.seed, tuple(arg.split()))), 0, None
+            return (self._page_text() if self.results else "no results."), True, None, 0.0, {}
+        pages = (len(self.results) + PAGE - 1) // PAGE
+        if self.item is None and (arg == "next >" and self.page + 1 < pages or arg == "< prev" and self.page > 0):
+            self.page += 1 if arg == "next >" else -1
+            return self._page_text(), True, None, 0.0, {}
+        if self.item is None and arg in [p["id"] for p in self.visible()]:
+            self.item, self.chosen = self.products[arg], {}
+            return self._item_text(), True, None, 0.0, {}
+        if self.item is not None and arg == "back":
+            self.item = None
+            return self._page_text(), True, None, 0.0, {}
+        if self.item is not None and arg == "buy now":
+            reward, scores = shop_reward(self.goal, self.item, self.chosen)
+            return "thank you for your order.", True, ("success" if reward == 1.0 else "wrong"), reward, scores
+        for dim, values in (self.item or {"options": {}})["options"].items():
+            if arg in values:
+                self.chosen[dim] = arg
+                return f"selected {dim} {arg}.", True, None, 0.0, {}
+        return _NOPE
+
+
+def shop_reward(goal, product, chosen) -> tuple:
+    """WebShop's score with exact matching; an option never clicked is a miss. Returns (reward, parts)."""
+    same_cat = SHOP_TYPES[product["type"]][0] == SHOP_TYPES[goal["type"]][0]
+    r_type = 1.0 if product["type"] == goal["type"] else 0.5 if same_cat else 0.0
+    attrs = sum(a in product["attrs"] for a in goal["attrs"])
+    options = sum(chosen.get(dim) == v for dim, v in goal["options"].items())
+    price = int(product["price"] < goal["budget"])
+    total = len(goal["attrs"]) + len(goal["options"]) + 1
+    scores = {"r_type": r_type, "attrs": attrs, "options": options, "price": price, "of": total}
+    return round(r_type * (attrs + options + price) / total, 4), scores
+
+
+def _shop_buy(task, product, options) -> list:
+    """Actions that find `product` by its title, open it, click the given option values it offers, buy."""
+    env = ToyShop()
+    env.reset(task)
+    acts = [f"search[{' '.join(product['attrs'])} {product['type']}]"]
+    env.step(acts[-1])
+    while product not in env.visible() and env.page < 2:   # a full title is always in the first two hits
+        acts.append("click[next >]")
+        env.step(acts[-1])
+    acts.append(f"click[{product['id']}]")
+    acts += [f"click[{v}]" for dim, v in options.items() if v in product["options"].get(dim, ())]
+    return acts + ["click[buy now]"]
+
+
+def _shop_oracle(task) -> list:
+    """Search the goal's words, click the first listed product that meets every visible constraint, buy."""
+    goal, env = task["slots"]["goal"], ToyShop()
+    env.reset(task)
+    acts = [f"search[{' '.join(goal['attrs'])} {goal['type']}]"]
+    env.step(acts[-1])
+    while not any(_shop_matches(p, goal) for p in env.visible()):
+        acts.append("click[next >]")
+        env.step(acts[-1])
+    hit = next(p for p in env.visible() if _shop_matches(p, goal))
+    return acts + [f"click[{hit['id']}]"] + [f"click[{v}]" for v in goal["options"].values()] + ["click[buy now]"]
+
+
+def _shop_failures(task) -> dict:
+    goal, acts = task["slots"]["goal"], _shop_oracle(task)
+    catalog = _catalog(task["slots"]["catalog_seed"])
+    clicked = next(p for p in catalog if acts[-4] == f"click[{p['id']}]")   # ..., click[id], value, size, buy
+    (dim, value), _ = goal["options"].items()
+    other = next(v for v in clicked["options"][dim] if v != value)       # every product offers 3 values
+    out = {"option_wrong": acts[:-3] + [f"click[{other}]"] + acts[-2:],
+           "option_unclicked": acts[:-2] + acts[-1:], "options_unclicked": acts[:-3] + acts[-1:],
+           "no_purchase": acts[:-1]}
+    # confusers that differ from the goal in one respect only (a mode is left out when the catalog has none)
+    cat, attrs = SHOP_TYPES[goal["type"]][0], set(goal["attrs"])
+    offers = lambda p: all(v in p["options"].get(d, ()) for d, v in goal["options"].items())
+    kinds = {"sibling": lambda p: p["type"] == goal["type"] and len(attrs & set(p["attrs"])) == len(attrs) - 1
+             and offers(p) and p["price"] < goal["budget"],
+             "over_budget": lambda p: p["type"] == goal["type"] and attrs <= set(p["attrs"]) and offers(p)
+             and p["price"] > goal["budget"],
+             "other_type": lambda p: p["type"] != goal["type"] and SHOP_TYPES[p["type"]][0] == cat
+             and attrs <= set(p["attrs"]) and offers(p) and p["price"] < goal["budget"],
+             "other_category": lambda p: SHOP_TYPES[p["type"]][0] != cat}
+    for name, ok in kinds.items():
+        product = next((p for p in catalog if ok(p)), None)
+        if product:
+            out[name] = _shop_buy(task, product, goal["options"])
+    return out
+
+
+# =========================================================================================== ToyLab
+ROOMS = ("kitchen", "workshop", "studio", "garden")   # also the oracle's fixed search order
+FIXED = {"kitchen": ("stove", "freezer"), "workshop": ("thermometer", "red box", "blue box"),
+         "studio": ("bowl", "recipe"), "garden": ()}
+CONTAINERS = ("stove", "freezer", "bowl", "red box", "blue box")
+SOLIDS = ("wax", "butter", "chocolate", "cheese")
+LIQUIDS = ("water", "juice", "milk", "soup", "oil")
+THINGS = ("moss", "fern", "cactus", "bee", "snail", "frog", "rock", "coin", "key")
+PAINTS = ("red", "blue", "yellow", "white", "black")
+MIXES = {("blue", "red"): "purple", ("blue", "yellow"): "green", ("red", "yellow"): "orange",
+         ("red", "white"): "pink", ("black", "white"): "grey"}   # any other mixture turns brown
+LAB_TARGETS = {"melt": SOLIDS, "boil": LIQUIDS[:4], "freeze": LIQUIDS[:4], "mix": tuple(MIXES.values()),
+               "find": THINGS, "measure": SOLIDS + LIQUIDS}
+LAB_HELD_OUT = {("freeze", "juice"), ("melt", "wax"), ("mix", "purple"), ("find", "moss"), ("measure", "oil")}
+STATES = ("solid", "liquid", "gas")
+CHANGE_WORDS = {("solid", "liquid"): "melts", ("liquid", "gas"): "boils", ("liquid", "solid"): "freezes",
+                ("gas", "liquid"): "condenses"}
+
+
+def _lab_slots(rng, unseen: bool) -> dict:
+    """One world: family and target, where things lie (at most 2 placed per room), start room, readings."""
+    choices = {f: [t for t in ts if ((f, t) in LAB_HELD_OUT) == unseen] for f, ts in LAB_TARGETS.items()}
+    family = rng.choice([f for f in LAB_TARGETS if choices[f]])
+    target = rng.choice(choices[family])
+    pair = next(k for k, v in MIXES.items() if v == target) if family == "mix" else rng.choice(sorted(MIXES))
+    recipe = [*pair, MIXES[pair]]                      # the studio's recipe; only a mix task needs it
+    rooms = {r: list(FIXED[r]) for r in ROOMS}
+    paints = recipe[:2] + [rng.choice([p for p in PAINTS if p not in recipe])] if family == "mix" else [rng.choice(PAINTS)]
+    rooms["studio"] += [f"{p} paint" for p in rng.sample(paints, len(paints))]
+    placed = ([] if family == "mix" else [target]) + rng.sample([o for o in SOLIDS + LIQUIDS + THINGS if o != target], 2)
+    for obj in placed:                                 # the full studio of a mix task takes nothing more
+        rooms[rng.choice([r for r in ROOMS if len(rooms[r]) - len(FIXED[r]) - (r == "studio") < 2
+                          and not (family == "mix" and r == "studio")])].append(obj)
+    slots = {"task": family, "target": target, "start": rng.choice(ROOMS), "rooms": rooms, "recipe": recipe,
+             "temps": {o: rng.randrange(5, 96) for o in placed}, "box": rng.choice(("red box", "blue box"))}
+    if family == "measure":                            # readings never within 5 degrees of the threshold
+        slots["threshold"] = rng.choice((30, 40, 50, 60))
+        slots["temps"][target] = rng.choice([t for t in range(5, 96) if abs(t - slots["threshold"]) >= 5])
+    return slots
+
+
+def _lab_instruction(s) -> str:
+    family, target, box = s["task"], s["target"], s["box"]
+    if family == "mix":
+        return f"your task is to make {target} paint. focus on it when done."
+    if family == "find":
+        return f"your task is to find the {target}. focus on it, then put it in the {box}."
+    if family == "measure":
+        other = "blue box" if box == "red box" else "red box"
+        return f"your task is to measure the {target}. if above {s['threshold']} degrees, focus on the {box}, else on the {other}."
+    return f"your task is to {family} the {target}. focus on it first."
+
+
+class ToyLab(_Env):
+    """ScienceWorld mirror: 4 rooms, teleport between them, change a state, mix paint, find and deliver,
+    measure. 15-step cap. One tick per valid action: 2 ticks in an active stove raise a substance's state,
+    2 ticks in the freezer lower it.
+
+    Score = k/n + w * u/m, capped at 1 (k of n ordered subgoals, u of m optional ones, w = 1/(n+1) unless
+    optional_weight is given). Focusing on a wrong object ends the episode. The reward is the best score
+    reached in the episode (ETO's rule); reward="final" scores the last state instead (0 after a wrong focus).
+    Worked transcript (oracle, reward 1.0):
+        your task is to melt the butter. focus on it first.
+        studio: bowl, recipe, blue paint, butter.
+        > focus on butter
+        you focus on the butter.
+        > take butter
+        you take the butter.
+        > go to kitchen
+        kitchen: stove, freezer, key.
+        > put butter in stove
+        you put the butter in the stove.
+        > activate stove
+        the stove is on.
+        > wait
+        you wait. the butter melts. task complete.
+    """
+    max_steps = 15
+
+    def __init__(self, max_steps=None, reward="best", optional_weight=None):
+        super().__init__(max_steps)
+        if reward not in ("best", "final"):
+            raise ValueError(f"lab reward must be 'best' or 'final', got {reward!r}")
+        self.reward_rule, self.optional_weight = reward, optional_weight
+
+    def reset(self, task):
+        s = self.s = task["slots"]
+        self.done, self.end, self.t = False, None, 0
+        self.room, self.stove_on, self.read = s["start"], False, False
+        self.where = {obj: room for room in ROOMS for obj in s["rooms"][room]}   # room, container or "inventory"
+        self.state = {o: "solid" if o in SOLIDS else "liquid" for o in self.where if o in SOLIDS + LIQUIDS}
+        self.heat = dict.fromkeys(self.state, 0)
+        self.focused, self.held, self.measured = set(), set(), set()
+        self.k, self.optional, self.score, self.best = 0, set(), 0.0, 0.0
+        self.required, self.extra, self.focus_target = self._subgoals()
+        return _lab_instruction(s) + "\n" + self.listing()
+
+    def _subgoals(self):
+        """(ordered required subgoals, optional ones, the object to focus on) as predicates on the state."""
+        s, t, w = self.s, self.s["target"], self.where
+        if s["task"] == "mix":
+            a, b, c = (f"{x} paint" for x in s["recipe"])
+            return ([lambda: "bowl" in (w.get(a), w.get(b)), lambda: w.get(a) == w.get(b) == "bowl",
+                     lambda: c in w, lambda: c in self.focused], [lambda: self.read], c)
+        if s["task"] == "find":
+            return ([lambda: t in self.focused, lambda: t in self.held, lambda: w.get(t) == s["box"]],
+                    [lambda: self.room == "workshop" and w.get(t) == "inventory"], t)
+        if s["task"] == "measure":
+            right = s["box"] if s["temps"][t] > s["threshold"] else ("blue box" if s["box"] == "red box" else "red box")
+            return ([lambda: "thermometer" in self.held, lambda: t in self.measured, lambda: right in self.focused],
+                    [lambda: self.room == "workshop" and t in self.measured], right)
+        dev = "freezer" if s["task"] == "freeze" else "stove"
+        want = {"melt": "liquid", "boil": "gas", "freeze": "solid"}[s["task"]]
+        working = (lambda: self.stove_on) if dev == "stove" else (lambda: self.heat[t] <= -1)
+        return ([lambda: t in self.focused, lambda: w.get(t) == dev, lambda: w.get(t) == dev and working(),
+                 lambda: self.state[t] == want], [lambda: t in self.held], t)
+
+    def listing(self) -> str:
+        items = [o for o, loc in self.where.items() if loc == self.room]
+        return f"{self.room}: {', '.join(items) if items else 'empty'}."
+
+    def listed(self) -> list:
+        """The objects the current room's listing shows (the oracle reads only these)."""
+        return [o for o, loc in self.where.items() if loc == self.room]
+
+    def _visible(self, obj) -> bool:
+        loc = self.where.get(obj)
+        return loc in (self.room, "inventory") or (loc in CONTAINERS and self.where[loc] == self.room)
+
+    def _do(self, a):
+        """Apply one action; the message, or None when it cannot apply here."""
+        m = re.fullmatch(r"(go to|take|put|focus on|use thermometer on) (.+)|look|wait|(activate|deactivate) stove"
+                         r"|mix bowl|read recipe", a or "")
+        if not m:
+            return None
+        verb, arg = m[1] or m[3], m[2]
+        if a in ("look", "wait"):
+            return self.listing() if a == "look" else "you wait."
+        if verb == "go to" and arg in ROOMS:
+            self.room = arg
+            return self.listing()
+        if verb == "take" and self._visible(arg) and self.where[arg] != "inventory" and arg not in FIXED_ONLY:
+            self.where[arg], self.heat[arg] = "inventory", 0
+            self.held.add(arg)
+            return f"you take the {arg}."
+        if verb == "put" and " in " in arg:
+            x, y = arg.rsplit(" in ", 1)
+            if x in self.where and x not in FIXED_ONLY and self.where[x] in (self.room, "inventory") \
+                    and y in CONTAINERS and self.where[y] == self.room:
+                self.where[x], self.heat[x] = y, 0
+                return f"you put the {x} in the {y}."
+        if verb in ("activate", "deactivate") and self.where["stove"] == self.room:
+            self.stove_on = verb == "activate"
+            return f"the stove is {'on' if self.stove_on else 'off'}."
+        if a == "mix bowl" and self.where["bowl"] == self.room:
+            inside = [o for o, loc in self.where.items() if loc == "bowl"]
+            if not inside:
+                return "the bowl is empty."
+            key = tuple(sorted(o[:-6] for o in inside if o.endswith(" paint")))
+            result = MIXES.get(key, "brown") if len(key) == len(inside) else "brown"
+            for o in inside:
+                del self.where[o]
+            self.where[f"{result} paint"] = "bowl"
+            return f"the bowl holds {result} paint."
+        if a == "read recipe" and self.where["recipe"] == self.room:
+            self.read = True
+            x, y, z = self.s["recipe"]
+            return f"recipe: {x} paint and {y} paint make {z} paint."
+        if verb == "use thermometer on" and self.where["thermometer"] == "inventory" and self._visible(arg):
+            self.measured.add(arg)
+            return f"the {arg} is {self.s['temps'].get(arg, 20)} degrees."
+        if verb == "focus on" and self._visible(arg):
+            self.focused.add(arg)
+            return f"you focus on the {arg}."
+        return None
+
+    def _tick(self) -> list:
+        """One tick of time: heat in an active stove, cold in the freezer; 2 ticks change a state."""
+        events = []
+        for o in self.state:
+            loc = self.where.get(o)                   # None once mixed away in the bowl
+            delta = 1 if loc == "stove" and self.stove_on else -1 if loc == "freezer" else 0
+            i = STATES.index(self.state[o])
+            if delta == 0 or not 0 <= i + delta < len(STATES):
+                continue
+            self.heat[o] += delta
+            if abs(self.heat[o]) >= 2:
+                new = STATES[i + delta]
+                events.append(f"the {o} {CHANGE_WORDS[self.state[o], new]}.")
+                self.state[o], self.heat[o] = new, 0
+        return events
+
+    def _act(self, a):
+        msg = self._do(a)
+        if msg is None:
+            return _NOPE
+        msg = " ".join([msg] + self._tick())
+        while self.k < len(self.required) and self.required[self.k]():   # ordered: a prefix counts
+            self.k += 1
+        self.optional |= {i for i, done in enumerate(self.extra) if done()}
+        n, w = len(self.required), self.optional_weight
+        w = 1 / (n + 1) if w is None else w
+        self.score = round(min(1.0, self.k / n + w * len(self.optional) / len(self.extra)), 4)
+        self.best = max(self.best, self.score)
+        scores = {"score": self.score, "best": self.best, "subgoals": self.k, "of": n, "optional": len(self.optional)}
+        focus = a.startswith("focus on ") and a[9:] in self.focused
+        if self.k == n:
+            return msg + " task complete.", True, "success", 1.0, scores
+        if focus and (a[9:] != self.focus_target or self.s["task"] == "measure"):   # a box is a final answer
+            return msg + " task failed.", True, "wrong", (self.best if self.reward_rule == "best" else 0.0), scores
+        return msg, True, None, 0.0, scores
+
+    def timeout_reward(self) -> float:
+        return self.best if self.reward_rule == "best" else self.score
+
+
+FIXED_ONLY = ("stove", "freezer", "bowl", "recipe", "red box", "blue box")   # furniture cannot be carried
+
+
+def _lab_oracle(task) -> list:
+    """Visit rooms in a fixed order (or go back to where the transcript showed it) to find what is needed."""
+    s, env, acts = task["slots"], ToyLab(), []
+    env.reset(task)
+    memory = {env.room: env.listed()}                  # what each room's listing showed when last entered
+
+    def do(a):
+        acts.append(a)
+        return env.step(a)
+
+    def go(room):
+        if env.room != room:
+            do(f"go to {room}")
+            memory[room] = env.listed()
+
+    def seek(obj):
+        for room in [r for r in memory if obj in memory[r]] + [r for r in ROOMS if r not in memory]:
+            go(room)
+            if obj in memory[room]:
+                return
+
+    t, family = s["target"], s["task"]
+    if family == "mix":
+        go("studio")
+        do("read recipe")
+        do(f"put {s['recipe'][0]} paint in bowl")
+        do(f"put {s['recipe'][1]} paint in bowl")
+        do("mix bowl")
+        do(f"focus on {t} paint")
+    elif family == "find":
+        seek(t)
+        do(f"focus on {t}")
+        do(f"take {t}")
+        go("workshop")
+        do(f"put {t} in {s['box']}")
+    elif family == "measure":
+        go("workshop")
+        do("take thermometer")
+        seek(t)
+        reading = int(do(f"use thermometer on {t}")[0].split()[3])    # "the oil is 65 degrees."
+        go("workshop")
+        other = "blue box" if s["box"] == "red box" else "red box"
+        do(f"focus on {s['box'] if reading > s['threshold'] else other}")
+    else:
+        seek(t)
+        do(f"focus on {t}")
+        do(f"take {t}")
+        go("kitchen")
+        do(f"put {t} in {'freezer' if family == 'freeze' else 'stove'}")
+        if family != "freeze":
+            do("activate stove")
+        while not env.done:
+            do("wait")
+    return acts
+
+
+def _lab_failures(task) -> dict:
+    s, acts = task["slots"], _lab_oracle(task)
+    t, family = s["target"], s["task"]
+    out = {"wrong_focus": ["go to kitchen", "focus on stove"]}
+    other = "blue box" if s["box"] == "red box" else "red box"
+    if family == "mix":
+        a, b, c = s["recipe"]
+        wrong = next(p for p in s["rooms"]["studio"] if p.endswith(" paint") and p[:-6] not in (a, b))[:-6]
+        mixed = MIXES.get(tuple(sorted((a, wrong))), "brown")
+        out.update(no_final_focus=acts[:-1], skip_mix=acts[:-2],
+                   wrong_paint=[x.replace(f"put {b} paint", f"put {wrong} paint") for x in acts[:-1]] + [f"focus on {mixed} paint"])
+    elif family == "find":
+        out.update(wrong_box=acts[:-1] + [f"put {t} in {other}"], not_carried=acts[:acts.index(f"take {t}") + 1],
+                   no_focus=[x for x in acts if x != f"focus on {t}"])
+    elif family == "measure":
+        right = acts[-1][9:]                           # "focus on red box"
+        out.update(wrong_box=acts[:-1] + [f"focus on {'blue box' if right == 'red box' else 'red box'}"],
+                   guess_box=acts[:acts.index("take thermometer") + 1] + [f"focus on {right}"])
+    else:
+        out.update(no_wait=acts[:-1], no_focus=[x for x in acts if x != f"focus on {t}"])
+        if family != "freeze":
+            out["no_activate"] = [x for x in acts if x != "activate stove"]
+    return out
+
+
+# =========================================================================================== ToySQL
+SQL_SCHEMAS = {"pets": ("name", "kind", "age", "city"), "books": ("title", "genre", "year", "city"),
+               "staff": ("name", "dept", "salary", "city"), "cars": ("model", "color", "year", "city")}
+SQL_WORDS = {  # value pools; 12 rows are drawn fresh for every task (text and numbers distinct per table)
+    "name": ("ann", "bob", "cid", "dan", "eve", "fay", "gus", "hal", "ivy", "jay", "kim", "lou", "max", "ned"),
+    "title": ("dune", "emma", "hamlet", "odyssey", "rebecca", "walden", "ivanhoe", "lolita", "carrie", "heidi",
+              "matilda", "dracula", "ulysses", "beloved"),
+    "model": ("civic", "golf", "polo", "fiesta", "corolla", "mustang", "beetle", "panda", "clio", "focus",
+              "accord", "camry", "yaris", "micra"),
+    "kind": ("dog", "cat", "bird", "fish"), "genre": ("poetry", "drama", "science", "history"),
+    "dept": ("sales", "legal", "design", "support"), "color": ("red", "blue", "black", "white"),
+    "city": ("paris", "rome", "oslo", "lima")}
+SQL_NUMBERS = {"age": (1, 15), "year": (1990, 2019), "salary": (30, 99)}
+SQL_TEMPLATES = ("filter", "two", "atleast", "order", "topk", "count", "max", "group")
+SQL_HELD_OUT = {("topk", "books"), ("max", "staff"), ("order", "pets")}   # plus the whole cars schema
+SQL_ROWS_SHOWN, SQL_OBS_TOKENS, SQL_ROW_CAP = 6, 18, 200
+SQL_FUNCTIONS = {"count", "max", "min", "sum", "avg", "total", "abs", "round", "lower", "upper", "length",
+                 "like", "coalesce", "ifnull"}        # nothing that allocates (randomblob, zeroblob, printf)
+SQL_ERRORS = (("no such column", "error: no such column"), ("no such table", "error: no such table"),
+              ("no such function", "error: no such function"), ("not authorized", "error: not allowed"),
+              ("interrupted", "error: query too slow"), ("one statement", "error: one statement at a time"),
+              ("syntax error", "error: syntax error"), ("incomplete input", "error: syntax error"),
+              ("unrecognized token", "error: syntax error"))
+
+
+def _sql_db(table: str, rows: list) -> sqlite3.Connection:
+    """A fresh in-memory database that then accepts only reads of `table` and a few harmless functions."""
+    conn = sqlite3.connect(":memory:")
+    cols = SQL_SCHEMAS[table]
+    conn.execute(f"create table {table} ({', '.join(cols)})")
+    conn.executemany(f"insert into {table} values (?, ?, ?, ?)", rows)
+
+    def authorize(action, arg1, arg2, db, source):
+        # no writes, ATTACH, PRAGMA or recursive CTEs: a prepared statement may only select and read this table
+        ok = action == sqlite3.SQLITE_SELECT or (action == sqlite3.SQLITE_READ and arg1 == table) or \
+            (action == sqlite3.SQLITE_FUNCTION and arg2 in SQL_FUNCTIONS)
+        return sqlite3.SQLITE_OK if ok else sqlite3.SQLITE_DENY
+    conn.set_authorizer(authorize)
+    conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 10000)  # no string or blob may grow past 10k bytes
+    return conn
+
+
+def _sql_run(conn, sql: str):
+    """(rows, None) or (None, fixed error message). A runaway query is interrupted after ~200k VM steps."""
+    budget = [200]
+    conn.set_progress_handler(lambda: (budget.__setitem__(0, budget[0] - 1) or budget[0] < 0), 1000)
+    try:
+        cur = conn.execute(sql)
+        rows = cur.fetchmany(SQL_ROW_CAP + 1)         # a cross join never materialises millions of rows
+        cur.close()
+    except (sqlite3.Error, sqlite3.Warning, ValueError, OverflowError, MemoryError) as e:
+        return None, next((out for key, out in SQL_ERRORS if key in str(e).lower()), "error: bad query")
+    finally:
+        conn.set_progress_handler(None, 0)
+    if len(rows) > SQL_ROW_CAP:
+        return None, "error: too many rows"
+    return [tuple(round(v, 4) if isinstance(v, float) else v for v in r) for r in rows], None
+
+
+def sql_reward(gold: list, got, ordered: bool) -> tuple:
+    """InterCode's score: multiset IoU of the rows, times the Kendall rank correlation (clamped at 0) of the
+    rows both share, the latter only when the gold query orders. Returns (reward, parts)."""
+    if got is None:
+        return 0.0, {"iou": 0.0, "order": 0.0}
+    g, a = Counter(gold), Counter(got)
+    union = sum((g | a).values())
+    iou = sum((g & a).values()) / union if union else 1.0
+    position = {}
+    for i, row in enumerate(got):
+        position.setdefault(row, i)
+    ranks = [position[row] for row in dict.fromkeys(gold) if row in position]
+    pairs = [(x, y) for i, x in enumerate(ranks) for y in ranks[i + 1:]]
+    tau = sum(1 if x < y else -1 for x, y in pairs) / len(pairs) if pairs else 1.0
+    order = max(0.0, tau) if ordered else 1.0
+    return round(iou * order, 4), {"iou": round(iou, 4), "order": round(order, 4)}
+
+
+def _sql_question(rng, template: str, table: str, rows: list):
+    """(question, gold SQL, params) for a template, with its constants drawn from the rows."""
+    text, cat, num, _ = SQL_SCHEMAS[table]
+    v, c = rng.choice(rows)[1], rng.choice(rows)[3]
+    if template == "two":                              # the most frequent pair: dropping a condition keeps most rows
+        pairs = Counter((r[1], r[3]) for r in rows)
+        v, c = rng.choice(sorted(p for p in pairs if pairs[p] == max(pairs.values())))
+    k = rng.choice((2, 3, 4))
+    x = sorted((r[2] for r in rows), reverse=True)[rng.choice((2, 3, 4))]  # 3 to 5 rows are at least x
+    q, sql = {
+        "filter": (f"list the {text} where {cat} is {v}.", f"select {text} from {table} where {cat} = '{v}'"),
+        "two": (f"list the {text} where {cat} is {v} and city is {c}.",
+                f"select {text} from {table} where {cat} = '{v}' and city = '{c}'"),
+        "atleast": (f"list the {text} where {num} is at least {x}.", f"select {text} from {table} where {num} >= {x}"),
+        "order": (f"list the {text} where city is {c}, from lowest to highest {num}.",
+                  f"select {text} from {table} where city = '{c}' order by {num}"),
+        "topk": (f"list the {text} of the {k} rows with the highest {num}.",
+                 f"select {text} from {table} order by {num} desc limit {k}"),
+        "count": (f"how many rows have {cat} {v}?", f"select count(*) from {table} where {cat} = '{v}'"),
+        "max": (f"what is the highest {num} where city is {c}?", f"select max({num}) from {table} where city = '{c}'"),
+        "group": (f"how many rows are there for each {cat}?", f"select {cat}, count(*) from {table} group by {cat}"),
+    }[template]
+    return q, sql, {"v": v, "c": c, "k": k, "x": x}
+
+
+def _sql_failure_sql(slots) -> dict:
+    """The usual near-miss queries of this task's template (what a nearly right agent would submit)."""
+    table, template, p, gold = slots["table"], slots["template"], slots["params"], slots["gold"]
+    text, cat, num, _ = SQL_SCHEMAS[table]
+    wrong_table = {"pets": "staff", "books": "pets", "staff": "books", "cars": "books"}[table]
+    out = {"error": gold.replace(f" from {table}", f" from {wrong_table}")}   # skipped show tables: no such table
+    if template in ("filter", "two", "atleast", "order", "topk"):
+        out["wrong_column"] = gold.replace(f"select {text}", f"select {cat}", 1)
+    if template in ("filter", "atleast", "order"):
+        out["no_where"] = gold.split(" where ")[0] + (f" order by {num}" if template == "order" else "")
+    if template == "two":
+        out["drop_city"] = gold.replace(f" and city = '{p['c']}'", "")
+        out["drop_category"] = gold.replace(f"{cat} = '{p['v']}' and ", "")
+    if template == "atleast":
+        out["gt_for_ge"] = gold.replace(">=", ">")
+    if template in ("order", "topk"):
+        out["reversed"] = gold.replace(" desc", "") if template == "topk" else gold + " desc"
+    if template == "topk":
+        out["limit_k_plus_1"] = gold.replace(f"limit {p['k']}", f"limit {p['k'] + 1}")
+    if template in ("count", "max"):
+        out["unfiltered"] = gold.split(" where ")[0]
+    if template == "group":
+        out["wrong_group"] = gold.replace(f"{cat}, count(*)", "city, count(*)").replace(f"by {cat}", "by city")
+    return out
+
+
+def _sql_slots(rng, unseen: bool) -> dict:
+    """12 fresh rows (text and numbers distinct) and one question. Unseen: half cars, half held-out pairs."""
+    if unseen and rng.random() < 0.5:
+        table, template = "cars", rng.choice(SQL_TEMPLATES)
+    else:
+        table, template = rng.choice([p for p in itertools.product(("pets", "books", "staff"), SQL_TEMPLATES)
+                                      if (p[::-1] in SQL_HELD_OUT) == unseen])
+    text, cat, num, _ = SQL_SCHEMAS[table]
+    lo, hi = SQL_NUMBERS[num]
+    rows = [list(r) for r in zip(rng.sample(SQL_WORDS[text], 12), [rng.choice(SQL_WORDS[cat]) for _ in range(12)],
+                                 rng.sample(range(lo, hi + 1), 12), [rng.choice(SQL_WORDS["city"]) for _ in range(12)])]
+    question, gold, params = _sql_question(rng, template, table, rows)
+    return {"table": table, "template": template, "question": question, "gold": gold, "params": params,
+            "rows": rows, "unseen": ("schema" if table == "cars" else "template") if unseen else None}
+
+
+def _sql_bands_ok(slots) -> bool:
+    conn = _sql_db(slots["table"], slots["rows"])
+    gold, _ = _sql_run(conn, slots["gold"])
+    ok = bool(gold) and gold != [(0,)] and gold != [(None,)]
+    for name, sql in _sql_failure_sql(slots).items():
+        lo, hi = FAILURE_BANDS["sql"][name]
+        r = sql_reward(gold, _sql_run(conn, sql)[0], slots["template"] in ("order", "topk"))[0] if ok else 0
+        ok = ok and lo <= r <= hi
+    conn.close()
+    return ok
+
+
+class ToySQL(_Env):
+    """InterCode-SQL mirror: answer a question about a 12-row sqlite table the agent has not seen. 10-step cap.
+
+    Actions: execute[<sql>] (read-only; `show tables` and `desc <table>` are emulated) and submit, which
+    scores the last result: multiset IoU with the gold result, times the clamped Kendall correlation when the
+    gold query orders. An error, no result or a timeout scores 0.
+    Worked transcript (oracle, reward 1.0):
+        list the name where kind is dog and city is lima.
+        > execute[show tables]
+        pets
+        > execute[select name from pets where kind = 'dog' and city = 'lima']
+        ivy
+        kim
+        > submit
+        submitted.
+    """
+    max_steps = 10
+
+    def reset(self, task):
+        self.s = task["slots"]
+        self.done, self.end, self.t, self.last = False, None, 0, None
+        if getattr(self, "conn", None) is not None:
+            self.conn.close()
+        self.conn = _sql_db(self.s["table"], self.s["rows"])
+        self.gold = _sql_run(self.conn, self.s["gold"])[0]
+        return self.s["question"]
+
+    def _act(self, a):
+        table = self.s["table"]
+        if a == "submit":
+            reward, scores = sql_reward(self.gold, self.last, self.s["template"] in ("order", "topk"))
+            return "submitted.", True, ("success" if reward == 1.0 else "wrong"), reward, scores
+        m = re.fullmatch(r"execute\[(.+)\]", a or "")
+        if not m:
+            return _NOPE
+        sql = m[1].strip().rstrip(";").strip()
+        desc = re.fullmatch(r"(desc|describe) (\w+)", sql)
+        if sql == "show tables":
+            self.last, obs = [(table,)], table
+        elif desc:
+            self.last = [(c,) for c in SQL_SCHEMAS[table]] if desc[2] == table else None
+            obs = " ".join(SQL_SCHEMAS[table]) if desc[2] == table else "error: no such table"
+        else:
+            self.last, error = _sql_run(self.conn, sql)
+            obs = error or self._show(self.last)
+        return obs, True, None, 0.0, {}
+
+    def _show(self, rows) -> str:
+        if not rows:
+            return "no rows."
+        known = _lexicon_words("sql")
+        cell = lambda v: "null" if v is None else re.sub(r"[a-z]+", lambda w: w[0] if w[0] in known else "?",
+                                                          re.sub(r"[^a-z0-9.\- ]", "?", str(v).lower()))
+        lines = [" ".join(" ".join(cell(v).split()) or "?" for v in r) for r in rows[:SQL_ROWS_SHOWN]]
+        return _clip("\n".join(lines + (["more."] if len(rows) > SQL_ROWS_SHOWN else [])), SQL_OBS_TOKENS)
+
+
+def _sql_oracle(task) -> list:
+    """Look up the table (the question does not name it), run the query the question describes, submit."""
+    return ["execute[show tables]", f"execute[{task['slots']['gold']}]", "submit"]
+
+
+def _sql_failures(task) -> dict:
+    out = {name: ["execute[show tables]", f"execute[{sql}]", "submit"] for name, sql in _sql_failure_sql(task["slots"]).items()}
+    return dict(out, no_submit=_sql_oracle(task)[:2])
+
+
+# =========================================================================================== public API
+FAILURE_BANDS = {  # scripted near-miss -> the reward band it must land in (tests check; --bands measures)
+    "shop": {"option_wrong": (0.75, 0.8), "option_unclicked": (0.75, 0.8), "options_unclicked": (0.5, 0.6),
+             "sibling": (0.75, 0.8), "over_budget": (0.75, 0.8), "other_type": (0.5, 0.5),
+             "other_category": (0.0, 0.0), "no_purchase": (0.0, 0.0)},
+    "lab": {"no_final_focus": (0.95, 0.95), "no_wait": (0.95, 0.95), "wrong_box": (0.9167, 0.9167),
+            "not_carried": (0.6667, 0.9167), "no_activate": (0.7, 0.7), "skip_mix": (0.7, 0.7),
+            "wrong_paint": (0.45, 0.45), "guess_box": (0.3333, 0.3333), "no_focus": (0.2, 0.25),
+            "wrong_focus": (0.0, 0.0)},
+    "sql": {"limit_k_plus_1": (0.66, 0.8), "gt_for_ge": (0.66, 0.8), "drop_city": (0.25, 0.8),
+            "drop_category": (0.25, 0.8), "no_where": (0.15, 0.42), "unfiltered": (0.0, 0.0), "wrong_column": (0.0, 0.0),
+            "error": (0.0, 0.0),
+            "reversed": (0.0, 0.0), "wrong_group": (0.0, 0.0), "no_submit": (0.0, 0.0)},
+}
+
+
+def make_env(name: str, **options):
+    """A fresh environment: shop | lab | sql. Options: max_steps; lab also reward ("best" | "final") and
+    optional_weight (weight of the optional subgoals; default 1/(n+1))."""
+    if name not in ENV_NAMES:
+        raise ValueError(f"unknown environment {name!r}; choose one of {ENV_NAMES}")
+    return {"shop": ToyShop, "lab": ToyLab, "sql": ToySQL}[name](**options)
+
+
+def make_tasks(env_name: str, split: str, n: int, seed: int) -> list:
+    """n tasks of one split, deterministic from the seed. Seen tasks go to train or test_seen by a hash of
+    their first observation; test_unseen tasks all contain a held-out composition."""
+    if env_name not in ENV_NAMES or split not in SPLITS:
+        raise ValueError(f"make_tasks needs env in {ENV_NAMES} and split in {SPLITS}, got {env_name!r}, {split!r}")
+    if not isinstance(n, int) or n < 0:
+        raise ValueError(f"make_tasks needs a count n >= 0, got {n!r}")
+    rng = random.Random(_digest("tasks", env_name, split, seed))
+    unseen, slots = split == "test_unseen", []
+    if env_name == "shop":                             # a fixed catalog: sample goals of this split, cycling
+        pool = _shop_goals(CATALOG_SEED)[split]
+        while pool and len(slots) < n:
+            slots += [{"goal": g, "catalog_seed": CATALOG_SEED} for g in rng.sample(pool, len(pool))]
+        if not pool:
+            raise ValueError(f"no {split} goals in the shop catalog")
+    while len(slots) < n:                              # lab and sql: draw worlds, keep those of this split
+        sub = random.Random(rng.getrandbits(64))
+        s = _lab_slots(sub, unseen) if env_name == "lab" else _sql_slots(sub, unseen)
+        first = ToyLab().reset({"slots": s}) if env_name == "lab" else s["question"]
+        # unseen tasks also take test first observations only (a cars question can read like a books one);
+        # the split check is cheap, the sqlite check (gold non-empty, near-misses in band) runs after it
+        if _seen_split(first) == ("test_seen" if unseen else split) and (env_name == "lab" or _sql_bands_ok(s)):
+            slots.append(s)
+    return [{"env": env_name, "split": split, "id": f"{env_name}-{split}-{i:04d}", "seed": seed, "slots": s}
+            for i, s in enumerate(slots[:n])]
+
+
+def oracle(task) -> dict:
+    """The expert trajectory (reward 1.0): it acts only on what the transcript shows."""
+    return replay(task, {"shop": _shop_oracle, "lab": _lab_oracle, "sql": _sql_oracle}[task["env"]](task))
+
+
+def scripted_failures(task) -> dict:
+    """Failure-mode name -> actions that reproduce that near-miss on this task (only the modes it allows)."""
+    return {"shop": _shop_failures, "lab": _lab_failures, "sql": _sql_failures}[task["env"]](task)
+
+
+def replay(task, actions, **options) -> dict:
+    """Run a list of actions; a trajectory dict (docs/design.md). It stops when the episode ends; if the
+    actions run out first, the episode is closed as a timeout (the score the step cap would give)."""
+    env = make_env(task["env"], **options)
+    messages, n_invalid, reward, end = [env.reset(task)], 0, 0.0, "timeout"
+    for action in actions:
+        obs, reward, done, info = env.step(action)
+        messages += [action if isinstance(action, str) else repr(action), obs]
+        n_invalid += not info["valid"]
+        if done:
+            end = info["end"]
+            break
+    else:
+        reward = env.timeout_reward()
+    return {"task": task, "messages": messages, "reward": reward, "success": reward == 1.0, "end": end,
+            "n_invalid": n_invalid}
+
+
+def lexicon(env_name: str) -> list:
+    """Texts that together contain every word the environment can print or accept."""
+    if env_name == "shop":
+        return ([" ".join(types + attrs) + f" {dim}" for types, attrs, dim in SHOP_CATEGORIES.values()] +
+                [f"{dim}: {' '.join(v)}" for dim, v in SHOP_VALUES.items()] +
+                ["buy wool shirt, color red, size large, under $30.", "page 1 of 3", "no results.",
+                 "selected size large.", "thank you for your order.", INVALID,
+                 "search[wool shirt] click[a0] click[next >] click[< prev] click[back] click[buy now]",
+                 " ".join(string.ascii_lowercase), " ".join(string.digits)])
+    if env_name == "lab":
+        return ([f"{r}: {', '.join(FIXED[r])}, empty." for r in ROOMS] +
+                [" ".join(SOLIDS + LIQUIDS + THINGS), " ".join(PAINTS + tuple(MIXES.values())) + " brown paint",
+                 "your task is to melt boil freeze the wax. focus on it first.",
+                 "your task is to make purple paint. focus on it when done.",
+                 "your task is to find the moss. focus on it, then put it in the red box.",
+                 "your task is to measure the oil. if above 50 degrees, focus on the red box, else on the blue box.",
+                 "look wait go to take put in focus on use thermometer on activate deactivate stove mix bowl read recipe",
+                 "you wait. you take the wax. you put the wax in the stove. the stove is on. the stove is off.",
+                 "the bowl is empty. the bowl holds green paint. recipe: red paint and blue paint make purple paint.",
+                 "the wax is 20 degrees. you focus on the wax. task complete. task failed.",
+                 "the wax melts. the water boils. the water freezes. the steam condenses.", INVALID, "0 1 2 3 4 5 6 7 8 9"])
+    if env_name == "sql":
+        return ([f"{t} {' '.join(cols)}" for t, cols in SQL_SCHEMAS.items()] +
+                [" ".join(words) for words in SQL_WORDS.values()] +
+                ["list the name where kind is dog and city is rome.", "list the name where age is at least 7.",
+                 "list the name where city is rome, from lowest to highest age.",
+                 "list the name of the 3 rows with the highest age.", "how many rows have kind dog?",
+                 "what is the highest age where city is rome?", "how many rows are there for each kind?",
+                 "execute[select name, count(*) from pets where age >= 3 and age > 2 or age < 1 order by age desc limit 3]",
+                 "execute[show tables] execute[desc pets] execute[describe pets] submit submitted.",
+                 "select distinct min max sum avg total abs round lower upper length like coalesce ifnull not null",
+                 "in is between asc group having as join on union case when then else end",
+                 "no rows. more. null - ? ; * % _ !=", INVALID, "0 1 2 3 4 5 6 7 8 9"] +
+                sorted({msg for _, msg in SQL_ERRORS} | {"error: bad query", "error: too many rows"}))
+    raise ValueError(f"unknown environment {env_name!r}; choose one of {ENV_NAMES}")
+
+
+@functools.lru_cache(maxsize=None)
+def _lexicon_words(env_name: str) -> frozenset:
+    return frozenset(re.findall(r"[a-z]+", " ".join(lexicon(env_name))))
+
+
+def random_action(env_name: str, rng: random.Random) -> str:
+    """A plausible random action: a template of the environment filled with its own words."""
+    words = sorted(_lexicon_words(env_name))
+    if env_name == "shop":
+        ids = [p["id"] for p in _catalog(CATALOG_SEED)]
+        return rng.choice([f"search[{' '.join(rng.sample(words, rng.randint(1, 3)))}]", f"click[{rng.choice(ids)}]",
+                           f"click[{rng.choice(words)}]", "click[next >]", "click[< prev]", "click[back]", "click[buy now]"])
+    if env_name == "lab":
+        objs = list(SOLIDS + LIQUIDS + THINGS + FIXED_ONLY) + [f"{p} paint" for p in PAINTS + tuple(MIXES.values())] + ["thermometer"]
+        o, c = rng.choice(objs), rng.choice(CONTAINERS)
+        return rng.choice([f"go to {rng.choice(ROOMS)}", f"take {o}", f"put {o} in {c}", f"focus on {o}",
+                           f"use thermometer on {o}", "activate stove", "deactivate stove", "mix bowl",
+                           "read recipe", "look", "wait"])
+    table = rng.choice(list(SQL_SCHEMAS))
+    cols = SQL_SCHEMAS[rng.choice(list(SQL_SCHEMAS))]
+    col, val = rng.choice(cols), rng.choice(SQL_WORDS[rng.choice(list(SQL_WORDS))])
+    return rng.choice([f"execute[select {col} from {table}]", f"execute[select {col} from {table} where {rng.choice(cols)} = '{val}']",
+                       f"execute[select count(*) from {table} where {col} > {rng.randint(0, 99)}]",
+                       f"execute[select {col} from {table} order by {rng.choice(cols)} desc limit {rng.randint(1, 5)}]",
+                       "execute[show tables]", f"execute[desc {table}]", "submit"])
+
+
+# =========================================================================================== command line
+def _bands(n: int) -> str:
+    """The markdown reward-band table: every scripted near-miss, replayed on n train tasks per environment."""
+    lines = ["| env | failure mode | band | tasks | mean | min | max |", "|---|---|---|---|---|---|---|"]
+    for env_name in ENV_NAMES:
+        rewards = {}
+        tasks = make_tasks(env_name, "train", n, 0)
+        for task in tasks:
+            rewards.setdefault("oracle", []).append(oracle(task)["reward"])
+            for name, acts in scripted_failures(task).items():
+                rewards.setdefault(name, []).append(replay(task, acts)["reward"])
+            rng = random.Random(_digest("random", task["id"]))
+            rewards.setdefault("random agent", []).append(
+                replay(task, [random_action(env_name, rng) for _ in range(20)])["reward"])
+        for name, rs in rewards.items():
+            band = FAILURE_BANDS[env_name].get(name)
+            band = f"{band[0]:.2f}-{band[1]:.2f}" if band else ""
+            lines.append(f"| {env_name} | {name} | {band} | {len(rs)} | {sum(rs) / len(rs):.3f} | {min(rs):.3f} | {max(rs):.3f} |")
+    return "\n".join(lines)
+
+
+def _play(env_name: str, task) -> None:
+    env = make_env(env_name)
+    print(env.reset(task))
+    while True:
+        try:
+            action = input("> ")
+        except (EOFError, KeyboardInterrupt):
+            print("\nbye.")
+            return
+        obs, reward, done, info = env.step(action)
+        print(obs)
+        if done:
+            print(f"[episode over: {info['end']}, reward {reward}]")
+            return
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description="Toy text environments (shop, lab, sql): show oracle transcripts, "
+                                "play one yourself, or print the reward-band table.")
+    p.add_argument("env", nargs="?", choices=ENV_NAMES, help="which environment")
+    p.add_argument("--show", type=int, default=0, metavar="N", help="print N oracle transcripts with rewards")
+    p.add_argument("--play", action="store_true", help="type actions yourself (Ctrl-D or Ctrl-C ends)")
+    p.add_argument("--split", choices=SPLITS, default="train", help="which split the tasks come from")
+    p.add_argument("--seed", type=int, default=0, help="task seed")
+    p.add_argument("--task", type=int, default=0, help="--play: index of the task within the split")
+    p.add_argument("--bands", action="store_true", help="print the reward-band markdown table (all envs)")
+    p.add_argument("--n", type=int, default=100, help="--bands: tasks per environment")
+    args = p.parse_args(argv)
+    if args.bands:
+        print(f"python envs.py --bands --n {args.n}\n")
+        print(_bands(args.n))
+    elif args.env and args.play:
+        _play(args.env, make_tasks(args.env, args.split, args.task + 1, args.seed)[args.task])
+    elif args.env and args.show > 0:
+        for task in make_tasks(args.env, args.split, args.show, args.seed):
+            traj = oracle(task)
+            print(f"--- {task['id']}  reward {traj['reward']}  end {traj['end']}")
+            print("\n".join(("> " + m) if i % 2 else m for i, m in enumerate(traj["messages"])))
+    else:
+        p.print_help()
+
+
+if __name__ == "__main__":
+    main()

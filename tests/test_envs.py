@@ -1,0 +1,309 @@
+"""What the toy environments in envs.py promise, checked on hundreds of generated tasks.
+
+Teaches: the oracle reaches reward 1.0 on every task of every split while acting only on the transcript; a
+random agent scores near 0; each scripted near-miss of shared/ENVS.md lands in its reward band, and the
+bands give at least 5 distinct failure levels per environment (so failure-vs-failure pairs with a 0.1 gap
+exist); the rewards are the benchmarks' formulas (WebShop's attribute/option/price fraction, ScienceWorld's
+ordered subgoals + optional bonus with ETO's best-score rule, InterCode's multiset IoU x Kendall tau);
+train and test never share an (instruction, world) pair and only test_unseen holds the held-out
+compositions; the same seed gives the same episodes in another process (hashlib, not the salted hash());
+bad input (empty, overlong, non-ASCII, SQL that writes, ATTACHes a file, loops forever or cross-joins to
+millions of rows) costs a step and never raises, writes nothing and never outlives the step cap; whole
+step-capped episodes fit the 512-token context; every word the env prints is in its lexicon.
+
+Run:  .venv/bin/python -m pytest -q tests/test_envs.py     (from the repository root; about 20 seconds)
+"""
+import hashlib
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+import envs
+from envs import ENV_NAMES, FAILURE_BANDS, SPLITS
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+# ------------------------------------------------------------------------------------------ oracle, random
+@pytest.mark.parametrize("env_name", ENV_NAMES)
+def test_oracle_reaches_reward_one_on_every_task(env_name):
+    for split in SPLITS:
+        for task in envs.make_tasks(env_name, split, 300, seed=1):
+            traj = envs.oracle(task)
+            assert (traj["reward"], traj["success"], traj["end"], traj["n_invalid"]) == (1.0, True, "success", 0), \
+                (task["id"], traj["messages"])
+            assert len(traj["messages"]) % 2 == 1 and json.loads(json.dumps(traj)) == traj   # JSON-able
+
+
+@pytest.mark.parametrize("env_name", ENV_NAMES)
+def test_random_agent_scores_near_zero(env_name):
+    rng = random.Random(0)
+    tasks = envs.make_tasks(env_name, "train", 200, seed=0)
+    rewards = [envs.replay(t, [envs.random_action(env_name, rng) for _ in range(20)])["reward"] for t in tasks]
+    assert sum(rewards) / len(rewards) < 0.1
+
+
+# ------------------------------------------------------------------------------------------ reward bands
+@pytest.mark.parametrize("env_name", ENV_NAMES)
+def test_each_near_miss_lands_in_its_band_with_five_distinct_levels(env_name):
+    seen, levels = set(), set()
+    for task in envs.make_tasks(env_name, "train", 150, seed=2) + envs.make_tasks(env_name, "test_unseen", 50, seed=2):
+        for name, actions in envs.scripted_failures(task).items():
+            traj = envs.replay(task, actions)
+            lo, hi = FAILURE_BANDS[env_name][name]
+            assert lo <= traj["reward"] <= hi and not traj["success"], (name, traj["reward"], traj["messages"])
+            seen.add(name)
+            levels.add(round(traj["reward"], 3))
+    assert seen == set(FAILURE_BANDS[env_name])      # every near-miss of the table is reachable
+    assert len(levels) >= 5, levels
+
+
+def test_rewards_follow_the_benchmark_formulas():
+    # WebShop: r_type * (attrs + options + price) / (|attrs| + |options| + 1); an unclicked option is a miss
+    goal = {"type": "soap", "attrs": ["organic", "vegan"], "options": {"scent": "mint", "size": "large"}, "budget": 30}
+    soap = {"type": "soap", "attrs": ["organic", "fresh"], "price": 25, "options": {}}
+    assert envs.shop_reward(goal, soap, {"scent": "mint"})[0] == round((1 + 1 + 1) / 5, 4)
+    lotion = dict(soap, type="lotion", attrs=["organic", "vegan"])
+    assert envs.shop_reward(goal, lotion, {"scent": "mint", "size": "large"})[0] == 0.5   # same category: half
+    # InterCode: multiset IoU, times Kendall tau (clamped at 0) only when the gold query orders
+    gold = [("a",), ("b",), ("c",)]
+    assert envs.sql_reward(gold, gold + [("d",)], ordered=True)[0] == 0.75
+    assert envs.sql_reward(gold, gold[::-1], ordered=True)[0] == 0.0
+    assert envs.sql_reward(gold, gold[::-1], ordered=False)[0] == 1.0
+    assert envs.sql_reward(gold + gold, gold, ordered=False)[0] == 0.5    # multisets: duplicates count
+    assert envs.sql_reward(gold, None, ordered=False)[0] == 0.0           # an SQL error scores 0
+
+
+def test_lab_score_is_ordered_subgoals_plus_optional_bonus_and_keeps_the_best():
+    task = next(t for t in envs.make_tasks("lab", "train", 100, seed=0) if t["slots"]["task"] == "mix")
+    fails = envs.scripted_failures(task)
+    # read recipe (optional), both paints in the bowl, mixed, but no final focus: 3/4 + 1/5 * 1/1
+    assert envs.replay(task, fails["no_final_focus"])["reward"] == 0.95
+    # ETO keeps the best score reached; reward="final" scores the end (0 after focusing on a wrong object)
+    assert envs.replay(task, fails["wrong_paint"])["reward"] == 0.45
+    assert envs.replay(task, fails["wrong_paint"], reward="final")["reward"] == 0.0
+    # a lower optional weight spreads the near-misses that cluster above 0.6
+    assert envs.replay(task, fails["skip_mix"], optional_weight=0.05)["reward"] == 0.55
+
+
+# ------------------------------------------------------------------------------------------ splits, seeds
+@pytest.mark.parametrize("env_name", ENV_NAMES)
+def test_no_train_instruction_world_pair_appears_in_a_test_split(env_name):
+    def keys(tasks):   # the whole world (canonical JSON of the slots) and what the agent first reads
+        return {digest(t["slots"]) for t in tasks} | {digest(envs.make_env(env_name).reset(t)) for t in tasks}
+    train = keys(envs.make_tasks(env_name, "train", 2000, seed=0))
+    for split in ("test_seen", "test_unseen"):
+        assert not train & keys(envs.make_tasks(env_name, split, 200, seed=0)), split
+
+
+def held_out(task) -> bool:
+    s = task["slots"]
+    if task["env"] == "shop":
+        g = s["goal"]
+        return any((g["type"], x) in envs.SHOP_HELD_OUT for x in g["attrs"] + list(g["options"].values()))
+    if task["env"] == "lab":
+        return (s["task"], s["target"]) in envs.LAB_HELD_OUT
+    return s["table"] == "cars" or (s["template"], s["table"]) in envs.SQL_HELD_OUT
+
+
+@pytest.mark.parametrize("env_name", ENV_NAMES)
+def test_only_unseen_tasks_contain_a_held_out_composition(env_name):
+    for split in SPLITS:
+        tasks = envs.make_tasks(env_name, split, 300, seed=3)
+        assert all(held_out(t) == (split == "test_unseen") for t in tasks), split
+    # and the held-out words still occur in training worlds (the composition is new, not the words)
+    train = json.dumps([t["slots"] for t in envs.make_tasks(env_name, "train", 300, seed=3)])
+    for word in {"shop": ["cotton", "wool", "mint"], "lab": ["juice", "wax", "moss", "oil"], "sql": ["year", "city"]}[env_name]:
+        assert f'"{word}' in train or f" {word}" in train, word
+
+
+@pytest.mark.parametrize("env_name", ENV_NAMES)
+def test_same_seed_same_episodes_different_seed_different(env_name):
+    a, b = envs.make_tasks(env_name, "train", 50, seed=7), envs.make_tasks(env_name, "train", 50, seed=7)
+    assert a == b and [envs.oracle(t)["messages"] for t in a] == [envs.oracle(t)["messages"] for t in b]
+    assert digest(a) != digest(envs.make_tasks(env_name, "train", 50, seed=8))
+
+
+def test_same_seed_same_tasks_in_another_process():
+    # Python salts hash() of strings per process; a generator that used it would differ right here
+    code = ("import envs, json, hashlib; print(hashlib.sha256(json.dumps([envs.make_tasks(e, s, 30, 5) for e in "
+            "envs.ENV_NAMES for s in envs.SPLITS], sort_keys=True).encode()).hexdigest())")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
+                         env=dict(os.environ, PYTHONHASHSEED="12345"))
+    assert out.stdout.strip() == digest([envs.make_tasks(e, s, 30, 5) for e in ENV_NAMES for s in SPLITS])
+
+
+def test_bad_arguments_get_clear_errors():
+    with pytest.raises(ValueError, match="unknown environment"):
+        envs.make_env("chess")
+    with pytest.raises(ValueError, match="split"):
+        envs.make_tasks("shop", "validation", 3, 0)
+    with pytest.raises(ValueError, match="count"):
+        envs.make_tasks("shop", "train", -1, 0)
+
+
+# ------------------------------------------------------------------------------------------ bad input, fuzz
+ADVERSARIAL = {
+    "shop": ["search[]", "search[" + "wool " * 40 + "]", "click[]", "click[[next >]]", "click[buy now]",
+             "click[back]", "click[< prev]", "click[zz]", "buy", "search[wool!]"],
+    "lab": ["go to", "go to go to kitchen", "put in in in", "take stove", "put wax in wax", "focus on",
+            "use thermometer on wax", "mix bowl", "deactivate stove", "take bowl"],
+    "sql": ["execute[drop table pets]", "execute[delete from pets]", "execute[update pets set age = 1]",
+            "execute[insert into pets values (1, 2, 3, 4)]", "execute[create table x (a)]",
+            "execute[attach database 'fuzz.db' as x]", "execute[vacuum into 'fuzz2.db']",
+            "execute[pragma table_info(pets)]", "execute[pragma writable_schema = 1]",
+            "execute[select 1; drop table pets]", "execute[select * from pets; select * from pets]",
+            "execute[with recursive c(x) as (select 1 union all select x + 1 from c) select x from c]",
+            "execute[select count(*) from pets a, pets b, pets c, pets d, pets e, pets f, pets g]",
+            "execute[select * from pets a, pets b, pets c, pets d]",
+            "execute[select * from pets a, pets b, pets c, pets d, pets e order by 1]",
+            "execute[select randomblob(1000000000)]", "execute[select zeroblob(1000000000)]",
+            "execute[select printf('%.*c', 1000000000, 'x')]", "execute[select load_extension('x')]",
+            "execute[select * from sqlite_master]", "execute[select name || 'zzz' from pets]",
+            "execute[select 9223372036854775807 + 1]", "execute[select 1e308 * 10]", "execute[select '" + "x" * 150 + "']"],
+}
+COMMON = ["", " ", "\t", "\n", "look\n", "x" * 10_000, "search[caf\u00e9]", "go to k\u00fcche", "\u6d4b\u8bd5",
+          "execute[" + "a" * 10_000 + "]", None, 42, b"look", "submit\x00"]
+
+
+def fuzz_actions(env_name, rng, n):
+    words = sorted(envs._lexicon_words(env_name))
+    out = []
+    for _ in range(n):
+        kind = rng.randrange(5)
+        if kind == 0:      # printable junk of any length, some past the 200-character cap
+            out.append("".join(rng.choice(" []<>;'*()=,.-_%" + "abcdefghijklmnopqrstuvwxyz0123456789")
+                               for _ in range(rng.randrange(0, 260))))
+        elif kind == 1:    # any code point, non-ASCII included
+            out.append("".join(chr(rng.randrange(1, 0x3000)) for _ in range(rng.randrange(1, 30))))
+        elif kind == 2:    # word soup from the env's own lexicon
+            out.append(" ".join(rng.choice(words) for _ in range(rng.randrange(1, 8))))
+        else:              # plausible actions
+            out.append(envs.random_action(env_name, rng))
+    return out
+
+
+@pytest.mark.parametrize("env_name", ENV_NAMES)
+def test_fuzz_never_raises_writes_nothing_and_stops_at_the_cap(env_name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)                       # a relative ATTACH or VACUUM INTO would land here
+    outside = os.path.join(tempfile.gettempdir(), f"coevo_fuzz_{os.getpid()}.db")
+    rng = random.Random(11)
+    actions = ADVERSARIAL[env_name] + COMMON + [f"execute[attach '{outside}' as y]"] + fuzz_actions(env_name, rng, 2500)
+    tasks = envs.make_tasks(env_name, "train", 20, seed=4)
+    env, i, episodes = envs.make_env(env_name), 0, 0
+    while i < len(actions):
+        env.reset(tasks[episodes % len(tasks)])
+        episodes += 1
+        for step in range(1, env.max_steps + 1):
+            start = time.perf_counter()
+            obs, reward, done, info = env.step(actions[i])
+            assert time.perf_counter() - start < 2.0, actions[i]    # nothing hangs an episode
+            i += 1
+            assert isinstance(obs, str) and obs.isascii() and 0.0 <= reward <= 1.0
+            assert info["valid"] or obs == envs.INVALID
+            if done or i == len(actions):
+                break
+        assert done or i == len(actions) or step < env.max_steps
+        assert step <= env.max_steps
+    assert list(tmp_path.iterdir()) == [] and not os.path.exists(outside)
+    # empty, whitespace, newline, overlong, non-ASCII, non-text: each costs a step and gets the fixed message
+    env.reset(tasks[0])
+    for n, bad in enumerate(COMMON, 1):
+        obs, _, done, info = env.step(bad)
+        assert (obs, info["valid"], env.t) == (envs.INVALID, False, n), repr(bad)
+        if done:
+            assert info["end"] == "timeout" and n == env.max_steps
+            break
+
+
+def test_sql_refuses_writes_and_the_table_stays_intact():
+    task = next(t for t in envs.make_tasks("sql", "train", 50, seed=0) if t["slots"]["table"] == "pets")
+    env = envs.make_env("sql", max_steps=50)
+    env.reset(task)
+    for sql in ADVERSARIAL["sql"][:12]:
+        obs, _, _, info = env.step(sql)
+        assert obs.startswith("error:") and info["valid"], (sql, obs)
+    assert env.step("execute[select count(*) from pets]")[0] == "12"
+    assert env.step("execute[select * from pets a, pets b, pets c, pets d]")[0] == "error: too many rows"
+
+
+# ------------------------------------------------------------------------------------------ context, text
+LONG_ACTIONS = {"shop": "search[waterproof leather sneakers lavender medium large]",
+                "lab": "put yellow paint in blue box",
+                "sql": "execute[select title from books where genre = 'history' and city = 'paris']"}
+
+
+@pytest.mark.parametrize("env_name", ENV_NAMES)
+def test_whole_episodes_fit_the_context(env_name):
+    tok = envs.count_tokens
+    tasks = [t for s in SPLITS for t in envs.make_tasks(env_name, s, 150, seed=6)]
+    rng, first, obs, act, oracle_max = random.Random(6), 0, 0, tok(LONG_ACTIONS[env_name]), 0
+    for task in tasks:
+        expert = envs.oracle(task)
+        oracle_max = max(oracle_max, sum(map(tok, expert["messages"])))
+        trajs = [expert] + [envs.replay(task, a) for a in envs.scripted_failures(task).values()]
+        trajs.append(envs.replay(task, [envs.random_action(env_name, rng) for _ in range(30)]))
+        first = max(first, tok(expert["messages"][0]))
+        obs = max([obs] + [tok(m) for t in trajs for m in t["messages"][2::2]])
+        act = max([act] + [tok(m) for t in trajs[:-1] for m in t["messages"][1::2]])
+    # worst case: the longest first observation, then every step a long action and the longest observation
+    worst = first + envs.make_env(env_name).max_steps * (act + obs)
+    assert worst <= 450 and oracle_max <= 230, (worst, oracle_max)
+
+
+@pytest.mark.parametrize("env_name", ENV_NAMES)
+def test_every_printed_word_is_in_the_lexicon_and_text_is_clean(env_name):
+    words, rng = envs._lexicon_words(env_name), random.Random(9)
+    for task in envs.make_tasks(env_name, "train", 100, seed=9) + envs.make_tasks(env_name, "test_unseen", 100, seed=9):
+        trajs = [envs.oracle(task)] + [envs.replay(task, a) for a in envs.scripted_failures(task).values()]
+        trajs.append(envs.replay(task, [envs.random_action(env_name, rng) for _ in range(30)]))
+        for traj in trajs:
+            for text in traj["messages"]:
+                assert set(re.findall(r"[a-z]+", text)) <= words, text
+                assert text.isascii() and "\t" not in text and "  " not in text and text == text.lower()
+                assert all(line == line.strip() and line for line in text.split("\n")), repr(text)
+
+
+def test_make_tasks_and_oracle_are_fast():
+    for env_name in ENV_NAMES:
+        start = time.perf_counter()
+        tasks = envs.make_tasks(env_name, "train", 2000, seed=10)
+        [envs.oracle(t) for t in tasks[:300]]
+        assert time.perf_counter() - start < 10.0, env_name   # about 1 s on one core; slack for shared CPUs
+
+
+def test_step_after_the_end_and_replay_that_runs_out():
+    task = envs.make_tasks("shop", "train", 1, seed=0)[0]
+    env = envs.make_env("shop")
+    env.reset(task)
+    for action in envs.oracle(task)["messages"][1::2]:
+        env.step(action)
+    assert env.step("click[buy now]")[:3] == (envs.INVALID, 0.0, True)
+    short = envs.replay(task, ["search[nothing]"] * 2)   # the actions end first: closed as a timeout
+    assert (short["reward"], short["end"], len(short["messages"])) == (0.0, "timeout", 5)
+    capped = envs.replay(task, ["search[wool]"] * 30)
+    assert capped["end"] == "timeout" and len(capped["messages"]) == 2 * env.max_steps + 1
+
+
+def test_command_line(capsys, monkeypatch):
+    envs.main(["shop", "--show", "1", "--split", "test_unseen"])
+    assert "reward 1.0" in capsys.readouterr().out
+    envs.main(["--bands", "--n", "3"])
+    assert "| env | failure mode |" in capsys.readouterr().out
+
+    def eof(prompt):
+        raise EOFError
+    monkeypatch.setattr("builtins.input", eof)
+    envs.main(["lab", "--play"])
+    assert "bye" in capsys.readouterr().out
