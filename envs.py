@@ -199,23 +199,28 @@ class ToyShop(_Env):
 
     Reward (WebShop's, exact matching): r_type * (attrs matched + options matched + price ok) / (|attrs| +
     |options| + 1), r_type 1 for the asked type, 0.5 for another type of its category, 0 otherwise.
-    Worked transcript (oracle, reward 1.0):
-        buy soft lamp, color white, size large, under $80.
-        > search[soft lamp]
+    Worked transcript (oracle on shop-train-0016, seed 0; page 1 has pillows, none under $20):
+        buy modern pillow, color green, size medium, under $20.
+        > search[modern pillow]
         page 1 of 3
-        s0 soft classic lamp $76
-        t2 soft modern lamp $25
-        r0 ceramic soft lamp $14
-        > click[s0]
-        s0 soft classic lamp $76
-        color: red black white
-        size: small large
-        > click[white]
-        selected color white.
-        > click[large]
-        selected size large.
+        a3 modern soft pillow $47
+        z3 cotton modern pillow $66
+        t0 modern classic pillow $64
+        > click[next >]
+        page 2 of 3
+        g9 ceramic modern pillow $13
+        r6 cotton soft pillow $54
+        o6 ceramic cotton pillow $73
+        > click[g9]
+        g9 ceramic modern pillow $13
+        color: white green grey
+        size: small medium
+        > click[green]
+        selected color green.
+        > click[medium]
+        selected size medium.
         > click[buy now]
-        thank you for your order.
+        thank you for your order.                      (reward 1.0)
     """
     max_steps = 10
 
@@ -304,7 +309,7 @@ def _shop_oracle(task) -> list:
     env.step(acts[-1])
     while not any(_shop_matches(p, goal) for p in env.visible()):
         acts.append("click[next >]")
-        env.step(acts[-1])
+        assert env.step(acts[-1])[3]["valid"], "a goal's product is always listed (_shop_goals checks)"
     hit = next(p for p in env.visible() if _shop_matches(p, goal))
     return acts + [f"click[{hit['id']}]"] + [f"click[{v}]" for v in goal["options"].values()] + ["click[buy now]"]
 
@@ -396,21 +401,23 @@ class ToyLab(_Env):
     Score = k/n + w * u/m, capped at 1 (k of n ordered subgoals, u of m optional ones, w = 1/(n+1) unless
     optional_weight is given). Focusing on a wrong object ends the episode. The reward is the best score
     reached in the episode (ETO's rule); reward="final" scores the last state instead (0 after a wrong focus).
-    Worked transcript (oracle, reward 1.0):
+    Worked transcript (oracle on lab-train-0003, seed 0; it searches rooms in the order of ROOMS):
         your task is to melt the butter. focus on it first.
-        studio: bowl, recipe, blue paint, butter.
+        kitchen: stove, freezer, coin.
+        > go to workshop
+        workshop: thermometer, red box, blue box, butter.
         > focus on butter
         you focus on the butter.
         > take butter
         you take the butter.
         > go to kitchen
-        kitchen: stove, freezer, key.
+        kitchen: stove, freezer, coin.
         > put butter in stove
         you put the butter in the stove.
         > activate stove
         the stove is on.
         > wait
-        you wait. the butter melts. task complete.
+        you wait. the butter melts. task complete.     (reward 1.0; without the wait: 3/4 + 1/5 = 0.95)
     """
     max_steps = 15
 
@@ -651,8 +658,8 @@ SQL_NUMBERS = {"age": (1, 15), "year": (1990, 2019), "salary": (30, 99)}
 SQL_TEMPLATES = ("filter", "two", "atleast", "order", "topk", "count", "max", "group")
 SQL_HELD_OUT = {("topk", "books"), ("max", "staff"), ("order", "pets")}   # plus the whole cars schema
 SQL_ROWS_SHOWN, SQL_OBS_TOKENS, SQL_ROW_CAP = 6, 18, 200
-SQL_FUNCTIONS = {"count", "max", "min", "sum", "avg", "total", "abs", "round", "lower", "upper", "length",
-                 "like", "coalesce", "ifnull"}        # nothing that allocates (randomblob, zeroblob, printf)
+SQL_FUNCTIONS = {"count", "max", "min", "sum", "avg", "abs", "round", "lower", "upper", "length", "like"}
+# ^ nothing that allocates (randomblob, zeroblob, printf, group_concat) or touches files (load_extension)
 SQL_ERRORS = (("no such column", "error: no such column"), ("no such table", "error: no such table"),
               ("no such function", "error: no such function"), ("not authorized", "error: not allowed"),
               ("interrupted", "error: query too slow"), ("one statement", "error: one statement at a time"),
@@ -784,7 +791,7 @@ def _sql_bands_ok(slots) -> bool:
     gold, _ = _sql_run(conn, slots["gold"])
     ok = bool(gold) and gold != [(0,)] and gold != [(None,)]
     for name, sql in _sql_failure_sql(slots).items():
-        lo, hi = FAILURE_BANDS["sql"][name]
+        lo, hi, _ = FAILURE_BANDS["sql"][name]
         r = sql_reward(gold, _sql_run(conn, sql)[0], slots["template"] in ("order", "topk"))[0] if ok else 0
         ok = ok and lo <= r <= hi
     conn.close()
@@ -797,15 +804,15 @@ class ToySQL(_Env):
     Actions: execute[<sql>] (read-only; `show tables` and `desc <table>` are emulated) and submit, which
     scores the last result: multiset IoU with the gold result, times the clamped Kendall correlation when the
     gold query orders. An error, no result or a timeout scores 0.
-    Worked transcript (oracle, reward 1.0):
-        list the name where kind is dog and city is lima.
+    Worked transcript (oracle on sql-train-0007, seed 0):
+        list the name where dept is legal and city is oslo.
         > execute[show tables]
-        pets
-        > execute[select name from pets where kind = 'dog' and city = 'lima']
-        ivy
-        kim
+        staff
+        > execute[select name from staff where dept = 'legal' and city = 'oslo']
+        dan
+        max
         > submit
-        submitted.
+        submitted.                                     (reward 1.0; dropping the city condition: 0.5)
     """
     max_steps = 10
 
@@ -859,18 +866,36 @@ def _sql_failures(task) -> dict:
 
 
 # =========================================================================================== public API
-FAILURE_BANDS = {  # scripted near-miss -> the reward band it must land in (tests check; --bands measures)
-    "shop": {"option_wrong": (0.75, 0.8), "option_unclicked": (0.75, 0.8), "options_unclicked": (0.5, 0.6),
-             "sibling": (0.75, 0.8), "over_budget": (0.75, 0.8), "other_type": (0.5, 0.5),
-             "other_category": (0.0, 0.0), "no_purchase": (0.0, 0.0)},
-    "lab": {"no_final_focus": (0.95, 0.95), "no_wait": (0.95, 0.95), "wrong_box": (0.9167, 0.9167),
-            "not_carried": (0.6667, 0.9167), "no_activate": (0.7, 0.7), "skip_mix": (0.7, 0.7),
-            "wrong_paint": (0.45, 0.45), "guess_box": (0.3333, 0.3333), "no_focus": (0.2, 0.25),
-            "wrong_focus": (0.0, 0.0)},
-    "sql": {"limit_k_plus_1": (0.66, 0.8), "gt_for_ge": (0.66, 0.8), "drop_city": (0.25, 0.8),
-            "drop_category": (0.25, 0.8), "no_where": (0.15, 0.42), "unfiltered": (0.0, 0.0), "wrong_column": (0.0, 0.0),
-            "error": (0.0, 0.0),
-            "reversed": (0.0, 0.0), "wrong_group": (0.0, 0.0), "no_submit": (0.0, 0.0)},
+FAILURE_BANDS = {  # scripted near-miss -> (low, high, what it does): tests check the band, --bands measures it
+    "shop": {"option_wrong": (0.75, 0.8, "right product, one option value wrong"),
+             "option_unclicked": (0.75, 0.8, "right product, size never clicked"),
+             "sibling": (0.75, 0.8, "same type, one attribute different"),
+             "over_budget": (0.75, 0.8, "same type and attributes, over budget"),
+             "options_unclicked": (0.5, 0.6, "right product, no option clicked"),
+             "other_type": (0.5, 0.5, "another type of the same category"),
+             "other_category": (0.0, 0.0, "a product of another category"),
+             "no_purchase": (0.0, 0.0, "never buys (timeout)")},
+    "lab": {"no_final_focus": (0.95, 0.95, "mix: right mix, no final focus"),
+            "no_wait": (0.95, 0.95, "state change: stops one tick before it"),
+            "wrong_box": (0.9167, 0.9167, "find, measure: the other box"),
+            "not_carried": (0.6667, 0.9167, "find: takes it, never delivers"),
+            "no_activate": (0.7, 0.7, "melt, boil: forgets to activate the stove"),
+            "skip_mix": (0.7, 0.7, "mix: paints in the bowl, never mixed"),
+            "wrong_paint": (0.45, 0.45, "mix: one wrong paint, focus on the result"),
+            "guess_box": (0.3333, 0.3333, "measure: picks a box without measuring"),
+            "no_focus": (0.2, 0.25, "state change, find: never focuses on it"),
+            "wrong_focus": (0.0, 0.0, "focuses on a wrong object at once")},
+    "sql": {"limit_k_plus_1": (0.66, 0.8, "top-k with limit k+1"),
+            "gt_for_ge": (0.66, 0.8, "> instead of >="),
+            "drop_category": (0.25, 0.8, "two filters, category condition dropped"),
+            "drop_city": (0.25, 0.8, "two filters, city condition dropped"),
+            "no_where": (0.15, 0.42, "a list without its where clause"),
+            "unfiltered": (0.0, 0.0, "count or max without its where clause"),
+            "wrong_column": (0.0, 0.0, "selects the category column"),
+            "reversed": (0.0, 0.0, "ordered the wrong way"),
+            "wrong_group": (0.0, 0.0, "groups by city"),
+            "error": (0.0, 0.0, "skips show tables: no such table"),
+            "no_submit": (0.0, 0.0, "right query, never submits (timeout)")},
 }
 
 
@@ -957,7 +982,7 @@ def lexicon(env_name: str) -> list:
                  "you wait. you take the wax. you put the wax in the stove. the stove is on. the stove is off.",
                  "the bowl is empty. the bowl holds green paint. recipe: red paint and blue paint make purple paint.",
                  "the wax is 20 degrees. you focus on the wax. task complete. task failed.",
-                 "the wax melts. the water boils. the water freezes. the steam condenses.", INVALID, "0 1 2 3 4 5 6 7 8 9"])
+                 "the wax melts. the water boils. the water freezes. the water condenses.", INVALID, "0 1 2 3 4 5 6 7 8 9"])
     if env_name == "sql":
         return ([f"{t} {' '.join(cols)}" for t, cols in SQL_SCHEMAS.items()] +
                 [" ".join(words) for words in SQL_WORDS.values()] +
@@ -967,8 +992,7 @@ def lexicon(env_name: str) -> list:
                  "what is the highest age where city is rome?", "how many rows are there for each kind?",
                  "execute[select name, count(*) from pets where age >= 3 and age > 2 or age < 1 order by age desc limit 3]",
                  "execute[show tables] execute[desc pets] execute[describe pets] submit submitted.",
-                 "select distinct min max sum avg total abs round lower upper length like coalesce ifnull not null",
-                 "in is between asc group having as join on union case when then else end",
+                 "select distinct min max sum avg abs round lower upper length like not null in is asc as group",
                  "no rows. more. null - ? ; * % _ !=", INVALID, "0 1 2 3 4 5 6 7 8 9"] +
                 sorted({msg for _, msg in SQL_ERRORS} | {"error: bad query", "error: too many rows"}))
     raise ValueError(f"unknown environment {env_name!r}; choose one of {ENV_NAMES}")
@@ -1004,26 +1028,33 @@ def random_action(env_name: str, rng: random.Random) -> str:
 # =========================================================================================== command line
 def _bands(n: int) -> str:
     """The markdown reward-band table: every scripted near-miss, replayed on n train tasks per environment."""
-    lines = ["| env | failure mode | band | tasks | mean | min | max |", "|---|---|---|---|---|---|---|"]
+    lines = ["| env | failure mode | what it does | band | tasks | mean | min | max |", "|---" * 8 + "|"]
     for env_name in ENV_NAMES:
-        rewards = {}
-        tasks = make_tasks(env_name, "train", n, 0)
-        for task in tasks:
-            rewards.setdefault("oracle", []).append(oracle(task)["reward"])
+        rewards = {name: [] for name in ["oracle", *FAILURE_BANDS[env_name], "random agent"]}
+        for task in make_tasks(env_name, "train", n, 0):
+            rewards["oracle"].append(oracle(task)["reward"])
             for name, acts in scripted_failures(task).items():
-                rewards.setdefault(name, []).append(replay(task, acts)["reward"])
+                rewards[name].append(replay(task, acts)["reward"])
             rng = random.Random(_digest("random", task["id"]))
-            rewards.setdefault("random agent", []).append(
-                replay(task, [random_action(env_name, rng) for _ in range(20)])["reward"])
-        for name, rs in rewards.items():
-            band = FAILURE_BANDS[env_name].get(name)
-            band = f"{band[0]:.2f}-{band[1]:.2f}" if band else ""
-            lines.append(f"| {env_name} | {name} | {band} | {len(rs)} | {sum(rs) / len(rs):.3f} | {min(rs):.3f} | {max(rs):.3f} |")
+            rewards["random agent"].append(replay(task, [random_action(env_name, rng) for _ in range(20)])["reward"])
+        for name, rs in ((k, v) for k, v in rewards.items() if v):   # modes no task allowed are left out
+            lo, hi, what = FAILURE_BANDS[env_name].get(name, (None, None, "20 random plausible actions" if
+                                                              name != "oracle" else "expert, acts on the transcript"))
+            band = "" if lo is None else f"{lo:.3g}" if lo == hi else f"{lo:.3g}-{hi:.3g}"
+            lines.append(f"| {env_name} | {name} | {what} | {band} | {len(rs)} | {sum(rs) / len(rs):.3f} | "
+                         f"{min(rs):.3f} | {max(rs):.3f} |")
     return "\n".join(lines)
+
+
+PLAY_HELP = {"shop": "search[words], click[id | option value | next > | < prev | back | buy now]",
+             "lab": "look, go to ROOM, take X, put X in Y, activate stove, deactivate stove, mix bowl, "
+                    "read recipe, use thermometer on X, focus on X, wait",
+             "sql": "execute[select ...], execute[show tables], execute[desc TABLE], submit"}
 
 
 def _play(env_name: str, task) -> None:
     env = make_env(env_name)
+    print(f"(actions: {PLAY_HELP[env_name]}; Ctrl-D quits)")
     print(env.reset(task))
     while True:
         try:
@@ -1051,7 +1082,6 @@ def main(argv=None) -> None:
     p.add_argument("--n", type=int, default=100, help="--bands: tasks per environment")
     args = p.parse_args(argv)
     if args.bands:
-        print(f"python envs.py --bands --n {args.n}\n")
         print(_bands(args.n))
     elif args.env and args.play:
         _play(args.env, make_tasks(args.env, args.split, args.task + 1, args.seed)[args.task])
