@@ -308,7 +308,10 @@ def build_tokenizer(texts) -> Tokenizer:
     for text in texts:
         if not isinstance(text, str):
             raise TypeError(f"build_tokenizer: texts must be str, got {type(text).__name__}: {text!r:.60}")
-        words.update(piece for piece, _ in pre.pre_tokenize_str(text))
+        for piece, _ in pre.pre_tokenize_str(text):
+            # both spellings of every word: "mug" after "(" or "\n" and "▁mug" after a space are different pieces,
+            # and a text may use a word in a position the corpus never showed
+            words.update({piece, piece.lstrip("▁"), "▁" + piece.lstrip("▁")} - {""})
     vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS + sorted(words - set(SPECIAL_TOKENS)))}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre
@@ -568,16 +571,18 @@ def sequence_logps(model, ids, mask) -> tuple:
 # -----------------------------------------------------------------------------------------------------------
 # Checkpoints: a Hugging Face-layout folder (config.json, model.safetensors, tokenizer.json)
 def hf_config(cfg: ModelConfig, dtype: torch.dtype, renderer) -> dict:
-    """config.json readable by transformers: LlamaForCausalLM (Qwen3ForCausalLM when qk_norm is on)."""
+    """config.json that transformers reads as LlamaForCausalLM (Qwen2/Qwen3ForCausalLM for bias / q-k norms)."""
     out = {k: v for k, v in asdict(cfg).items() if k != "qk_norm"}
+    # transformers' Llama puts attention_bias on o_proj too; Qwen2 has q,k,v biases only, Qwen3 has the q/k norms
+    # (with both switches on, Qwen3 adds an o_proj bias that transformers initialises to zero: same logits)
+    kind = "qwen3" if cfg.qk_norm else "qwen2" if cfg.attention_bias else "llama"
     dtype_name = str(dtype).removeprefix("torch.")
     out.update(head_dim=cfg.hd, hidden_act="silu", attention_dropout=0.0, mlp_bias=False, initializer_range=0.02,
-               pretraining_tp=1, use_cache=True, torch_dtype=dtype_name, dtype=dtype_name,
-               model_type="qwen3" if cfg.qk_norm else "llama",
-               architectures=["Qwen3ForCausalLM" if cfg.qk_norm else "LlamaForCausalLM"],
+               pretraining_tp=1, use_cache=True, torch_dtype=dtype_name, dtype=dtype_name, model_type=kind,
+               architectures=[{"llama": "Llama", "qwen2": "Qwen2", "qwen3": "Qwen3"}[kind] + "ForCausalLM"],
                bos_token_id=renderer.tokenizer.token_to_id("<bos>"), eos_token_id=renderer.action_end_id,
                pad_token_id=renderer.pad_id)
-    if cfg.qk_norm:
+    if kind != "llama":
         out.update(use_sliding_window=False, sliding_window=None)
     out["coevo"] = {"chat_format": renderer.chat_format, "qk_norm": cfg.qk_norm, "format_version": 1}
     return out
