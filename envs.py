@@ -1,30 +1,41 @@
 """Three toy text environments that mirror the paper's benchmarks: ToyShop (WebShop), ToyLab (ScienceWorld)
-and ToySQL (InterCode-SQL). Same episode structure and reward *shape* as the real ones, small enough that a
-~1M-parameter model learns them on a CPU. Design brief: shared/ENVS.md; the interface: docs/design.md.
+and ToySQL (InterCode-SQL). They keep the episode structure and the reward *shape* of the real ones (partial
+rewards, near-misses close to 1) and are small enough for a ~1M-parameter model on a CPU. Design brief:
+shared/ENVS.md; interface: docs/design.md; reward bands and measured sizes: docs/envs.md.
 
+    task = make_tasks("shop", "train", n=1, seed=0)[0]
     env = make_env("shop"); obs = env.reset(task); obs, reward, done, info = env.step("search[wool shirt]")
 
-- reward is 0 until the last step, then the episode's score in [0, 1]; info has valid, success, end, scores.
-- Bad input is part of the game: an empty, overlong (> 200 chars), non-ASCII or unparseable action, or one
-  that cannot apply here, costs a step and answers "nothing happens." (info valid=False). Nothing raises.
-- Tasks are JSON-able dicts; make_tasks is deterministic (random.Random instances and hashlib, never the
-  global RNG or the per-process salted hash()). The split of a seen task is fixed by a hash of its first
-  observation, so no (instruction, world) pair of train ever shows up in test_seen.
+- ToyShop: search a fixed 160-product catalog, open a product, click its options, buy. Reward: WebShop's
+  r_type * (attributes + options + price matched) / (|attributes| + |options| + 1). 10-step cap.
+- ToyLab: 4 rooms; melt / boil / freeze a substance, mix paint from a recipe, find and deliver a thing,
+  measure and pick a box. Reward: ScienceWorld's ordered subgoals k/n + optional bonus, best score reached
+  (ETO). 15-step cap.
+- ToySQL: one fresh 12-row sqlite table per episode; answer a question with read-only SQL, then submit.
+  Reward: InterCode's multiset IoU of the rows, times the Kendall correlation when the gold query orders.
+  10-step cap.
+
+Every env: the reward is 0 until the last step, then the score in [0, 1]; info has valid, success, end
+(success | wrong | timeout) and scores. Bad input is part of the game: an empty, overlong (> 200 chars),
+non-ASCII or unparseable action, or one that cannot apply here, costs a step and answers "nothing happens."
+(valid=False). Nothing raises. Tasks are JSON-able dicts; everything is deterministic from the seed
+(random.Random instances and hashlib, never the global RNG or the per-process salted hash()).
 
 Deviations from shared/ENVS.md, and why:
-1. All: actions are lowercased and their whitespace collapsed before parsing (one spelling per action).
-2. Shop: product ids are a letter and a digit (`k7`, two tokens) so a step-capped episode fits 450 tokens;
+1. All: actions are lowercased and their whitespace collapsed before parsing (one spelling per action);
+   an action that cannot apply here is invalid, as in ALFWorld, rather than a message of its own.
+2. Splits: a seen task goes to train or test_seen by a sha256 bucket of its first observation, so the two
+   never share an (instruction, world) pair; test_unseen tasks use the test bucket too.
+3. Shop: product ids are a letter and a digit (`g9`, two tokens) so a step-capped episode fits 450 tokens;
    `search[...]` works from any page; goals ask for one or two attributes (two reward denominators, more
-   distinct failure levels); the catalog is fixed (CATALOG_SEED), so a task's "world" is its goal.
-3. Lab: the find instruction names the target ("find the moss"), so the task is readable without knowing
-   which things are plants; an action that cannot apply here (take what is not in the room) is invalid, as in
-   ALFWorld; state change and mix have 4 ordered subgoals, find and measure 3, each one optional subgoal.
-   Near-miss levels therefore differ a little from the sketch: forgot the stove 0.70 (sketch 0.83), wrong box
-   after measuring 0.917 (sketch 0.95); see FAILURE_BANDS and docs/envs.md.
-4. SQL: books(title, genre, year, city) instead of pages, so the held-out cars schema shares `year` and
-   `city` with training; an 8th template ("at least") gives the `>` for `>=` near-miss; generated tasks are
-   kept only when every scripted near-miss lands in its band (ENVS: reject tasks whose near-misses score 1);
-   results are cut to 6 rows / 20 tokens ("more."), words outside the lexicon print as "?", and sqlite
+   failure levels); the catalog is fixed (CATALOG_SEED), so a task's world is its goal.
+4. Lab: the find instruction names the target ("find the moss"); two boxes; state change and mix have 4
+   ordered subgoals, find and measure 3, each family one optional subgoal. So some near-misses differ from
+   the sketch: forgot the stove 0.70 (sketch 0.83), wrong box after measuring 0.917 (0.95).
+5. SQL: books(title, genre, year, city) instead of pages, so the held-out cars schema shares `year` and
+   `city` with training; an 8th template ("at least") gives the `>` for `>=` near-miss; a generated task is
+   kept only if every scripted near-miss lands in its band (ENVS: reject tasks whose near-misses score 1);
+   results are cut to 6 rows / 18 tokens ("more."), words outside the lexicon print as "?", and sqlite
    errors pass through a fixed set of messages, so the vocabulary stays closed.
 """
 import argparse
@@ -345,6 +356,7 @@ ROOMS = ("kitchen", "workshop", "studio", "garden")   # also the oracle's fixed 
 FIXED = {"kitchen": ("stove", "freezer"), "workshop": ("thermometer", "red box", "blue box"),
          "studio": ("bowl", "recipe"), "garden": ()}
 CONTAINERS = ("stove", "freezer", "bowl", "red box", "blue box")
+FIXED_ONLY = CONTAINERS + ("recipe",)                  # furniture cannot be carried
 SOLIDS = ("wax", "butter", "chocolate", "cheese")
 LIQUIDS = ("water", "juice", "milk", "soup", "oil")
 THINGS = ("moss", "fern", "cactus", "bee", "snail", "frog", "rock", "coin", "key")
@@ -354,9 +366,14 @@ MIXES = {("blue", "red"): "purple", ("blue", "yellow"): "green", ("red", "yellow
 LAB_TARGETS = {"melt": SOLIDS, "boil": LIQUIDS[:4], "freeze": LIQUIDS[:4], "mix": tuple(MIXES.values()),
                "find": THINGS, "measure": SOLIDS + LIQUIDS}
 LAB_HELD_OUT = {("freeze", "juice"), ("melt", "wax"), ("mix", "purple"), ("find", "moss"), ("measure", "oil")}
+BOXES = ("red box", "blue box")
 STATES = ("solid", "liquid", "gas")
 CHANGE_WORDS = {("solid", "liquid"): "melts", ("liquid", "gas"): "boils", ("liquid", "solid"): "freezes",
                 ("gas", "liquid"): "condenses"}
+
+
+def _other_box(box: str) -> str:
+    return BOXES[1 - BOXES.index(box)]
 
 
 def _lab_slots(rng, unseen: bool) -> dict:
@@ -374,7 +391,7 @@ def _lab_slots(rng, unseen: bool) -> dict:
         rooms[rng.choice([r for r in ROOMS if len(rooms[r]) - len(FIXED[r]) - (r == "studio") < 2
                           and not (family == "mix" and r == "studio")])].append(obj)
     slots = {"task": family, "target": target, "start": rng.choice(ROOMS), "rooms": rooms, "recipe": recipe,
-             "temps": {o: rng.randrange(5, 96) for o in placed}, "box": rng.choice(("red box", "blue box"))}
+             "temps": {o: rng.randrange(5, 96) for o in placed}, "box": rng.choice(BOXES)}
     if family == "measure":                            # readings never within 5 degrees of the threshold
         slots["threshold"] = rng.choice((30, 40, 50, 60))
         slots["temps"][target] = rng.choice([t for t in range(5, 96) if abs(t - slots["threshold"]) >= 5])
@@ -388,8 +405,8 @@ def _lab_instruction(s) -> str:
     if family == "find":
         return f"your task is to find the {target}. focus on it, then put it in the {box}."
     if family == "measure":
-        other = "blue box" if box == "red box" else "red box"
-        return f"your task is to measure the {target}. if above {s['threshold']} degrees, focus on the {box}, else on the {other}."
+        return (f"your task is to measure the {target}. if above {s['threshold']} degrees, focus on the {box}, "
+                f"else on the {_other_box(box)}.")
     return f"your task is to {family} the {target}. focus on it first."
 
 
@@ -450,7 +467,7 @@ class ToyLab(_Env):
             return ([lambda: t in self.focused, lambda: t in self.held, lambda: w.get(t) == s["box"]],
                     [lambda: self.room == "workshop" and w.get(t) == "inventory"], t)
         if s["task"] == "measure":
-            right = s["box"] if s["temps"][t] > s["threshold"] else ("blue box" if s["box"] == "red box" else "red box")
+            right = s["box"] if s["temps"][t] > s["threshold"] else _other_box(s["box"])
             return ([lambda: "thermometer" in self.held, lambda: t in self.measured, lambda: right in self.focused],
                     [lambda: self.room == "workshop" and t in self.measured], right)
         dev = "freezer" if s["task"] == "freeze" else "stove"
@@ -459,13 +476,12 @@ class ToyLab(_Env):
         return ([lambda: t in self.focused, lambda: w.get(t) == dev, lambda: w.get(t) == dev and working(),
                  lambda: self.state[t] == want], [lambda: t in self.held], t)
 
-    def listing(self) -> str:
-        items = [o for o, loc in self.where.items() if loc == self.room]
-        return f"{self.room}: {', '.join(items) if items else 'empty'}."
-
     def listed(self) -> list:
         """The objects the current room's listing shows (the oracle reads only these)."""
         return [o for o, loc in self.where.items() if loc == self.room]
+
+    def listing(self) -> str:
+        return f"{self.room}: {', '.join(self.listed()) or 'empty'}."
 
     def _visible(self, obj) -> bool:
         loc = self.where.get(obj)
@@ -547,18 +563,15 @@ class ToyLab(_Env):
         self.score = round(min(1.0, self.k / n + w * len(self.optional) / len(self.extra)), 4)
         self.best = max(self.best, self.score)
         scores = {"score": self.score, "best": self.best, "subgoals": self.k, "of": n, "optional": len(self.optional)}
-        focus = a.startswith("focus on ") and a[9:] in self.focused
         if self.k == n:
             return msg + " task complete.", True, "success", 1.0, scores
-        if focus and (a[9:] != self.focus_target or self.s["task"] == "measure"):   # a box is a final answer
+        # focusing on a wrong object fails the task; in measure, focusing on either box is the final answer
+        if a.startswith("focus on ") and (a[9:] != self.focus_target or self.s["task"] == "measure"):
             return msg + " task failed.", True, "wrong", (self.best if self.reward_rule == "best" else 0.0), scores
         return msg, True, None, 0.0, scores
 
     def timeout_reward(self) -> float:
         return self.best if self.reward_rule == "best" else self.score
-
-
-FIXED_ONLY = ("stove", "freezer", "bowl", "recipe", "red box", "blue box")   # furniture cannot be carried
 
 
 def _lab_oracle(task) -> list:
@@ -602,8 +615,7 @@ def _lab_oracle(task) -> list:
         seek(t)
         reading = int(do(f"use thermometer on {t}")[0].split()[3])    # "the oil is 65 degrees."
         go("workshop")
-        other = "blue box" if s["box"] == "red box" else "red box"
-        do(f"focus on {s['box'] if reading > s['threshold'] else other}")
+        do(f"focus on {s['box'] if reading > s['threshold'] else _other_box(s['box'])}")
     else:
         seek(t)
         do(f"focus on {t}")
@@ -621,7 +633,6 @@ def _lab_failures(task) -> dict:
     s, acts = task["slots"], _lab_oracle(task)
     t, family = s["target"], s["task"]
     out = {"wrong_focus": ["go to kitchen", "focus on stove"]}
-    other = "blue box" if s["box"] == "red box" else "red box"
     if family == "mix":
         a, b, c = s["recipe"]
         wrong = next(p for p in s["rooms"]["studio"] if p.endswith(" paint") and p[:-6] not in (a, b))[:-6]
@@ -629,11 +640,11 @@ def _lab_failures(task) -> dict:
         out.update(no_final_focus=acts[:-1], skip_mix=acts[:-2],
                    wrong_paint=[x.replace(f"put {b} paint", f"put {wrong} paint") for x in acts[:-1]] + [f"focus on {mixed} paint"])
     elif family == "find":
-        out.update(wrong_box=acts[:-1] + [f"put {t} in {other}"], not_carried=acts[:acts.index(f"take {t}") + 1],
+        out.update(wrong_box=acts[:-1] + [f"put {t} in {_other_box(s['box'])}"], not_carried=acts[:acts.index(f"take {t}") + 1],
                    no_focus=[x for x in acts if x != f"focus on {t}"])
     elif family == "measure":
         right = acts[-1][9:]                           # "focus on red box"
-        out.update(wrong_box=acts[:-1] + [f"focus on {'blue box' if right == 'red box' else 'red box'}"],
+        out.update(wrong_box=acts[:-1] + [f"focus on {_other_box(right)}"],
                    guess_box=acts[:acts.index("take thermometer") + 1] + [f"focus on {right}"])
     else:
         out.update(no_wait=acts[:-1], no_focus=[x for x in acts if x != f"focus on {t}"])
@@ -918,10 +929,8 @@ def make_tasks(env_name: str, split: str, n: int, seed: int) -> list:
     unseen, slots = split == "test_unseen", []
     if env_name == "shop":                             # a fixed catalog: sample goals of this split, cycling
         pool = _shop_goals(CATALOG_SEED)[split]
-        while pool and len(slots) < n:
+        while len(slots) < n:
             slots += [{"goal": g, "catalog_seed": CATALOG_SEED} for g in rng.sample(pool, len(pool))]
-        if not pool:
-            raise ValueError(f"no {split} goals in the shop catalog")
     while len(slots) < n:                              # lab and sql: draw worlds, keep those of this split
         sub = random.Random(rng.getrandbits(64))
         s = _lab_slots(sub, unseen) if env_name == "lab" else _sql_slots(sub, unseen)

@@ -11,7 +11,7 @@ bad input (empty, overlong, non-ASCII, SQL that writes, ATTACHes a file, loops f
 millions of rows) costs a step and never raises, writes nothing and never outlives the step cap; whole
 step-capped episodes fit the 512-token context; every word the env prints is in its lexicon.
 
-Run:  .venv/bin/python -m pytest -q tests/test_envs.py     (from the repository root; about 20 seconds)
+Run:  .venv/bin/python -m pytest -q tests/test_envs.py     (from the repository root; about 10 seconds)
 """
 import hashlib
 import json
