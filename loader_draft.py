@@ -7,8 +7,7 @@ comes from tokenizer.json through `tokenizers`, and the few chat formats are wri
 
     model, renderer = load_pretrained("path/to/SmolLM2-135M-Instruct")   # fp32 on CPU by default
 
-Everything here needs only `ModelConfig`, `Transformer` and `Renderer` from model.py.
-Letters: T tokens, V vocab rows of the checkpoint (may exceed the tokenizer's size).
+Everything here needs only `ModelConfig`, `Transformer`, `Renderer` and its `CHAT_FORMATS` from model.py.
 """
 
 import json
@@ -169,13 +168,20 @@ def load_hf_weights_(model, files):
         by_file.setdefault(f, []).append(name)
     loaded = set()
     for f, names in by_file.items():
-        with safe_open(str(f), framework="pt") as st:
+        try:
+            st = safe_open(str(f), framework="pt")
+        except Exception as e:  # safetensors raises its own error type for a truncated or corrupt file
+            raise ValueError(f"{f}: cannot read safetensors ({e})") from None
+        with st:
+            present = set(st.keys())
             for name in names:
                 # Old files store the RoPE table; we compute it. A tied model ignores a stored lm_head copy.
                 if name.endswith("rotary_emb.inv_freq") or (tied and name == "lm_head.weight"):
                     continue
                 if name not in params:
                     raise ValueError(f"unexpected tensor {name!r} in {f.name}: our model has no such parameter")
+                if name not in present:  # the index promised it in this shard
+                    raise ValueError(f"tensor {name!r} is listed for {f.name} in the index but is not in that file")
                 shape = tuple(st.get_slice(name).get_shape())  # read the header only, before the data
                 if shape != tuple(params[name].shape):
                     raise ValueError(f"tensor {name!r} in {f.name} has shape {list(shape)}, "
@@ -185,7 +191,7 @@ def load_hf_weights_(model, files):
                 loaded.add(name)
     missing = sorted(set(params) - loaded)
     if missing:
-        raise ValueError(f"checkpoint lacks {len(missing)} tensors our model needs, e.g. {missing[:3]}")
+        raise ValueError(f"checkpoint lacks {len(missing)} tensor(s) our model needs: {', '.join(missing[:4])}")
 
 
 # -----------------------------------------------------------------------------
@@ -266,7 +272,8 @@ def chat_format_for(chat_format, bos_token, eos_token, stop_tokens):
     if eos_token is None and any("{eos}" in v for v in spec.values() if isinstance(v, str)):
         raise ValueError(f"chat_format {chat_format!r} needs an end-of-sequence token; none of "
                          "tokenizer_config.json, generation_config.json, config.json names one")
-    fill = lambda text: text.replace("{bos}", bos_token).replace("{eos}", eos_token or "")
+    def fill(text):
+        return text.replace("{bos}", bos_token).replace("{eos}", eos_token or "")
     end = fill(spec["stop"][0])
     return {"first": fill(spec["first"]), "observation": fill(spec["observation"]), "action": fill(spec["action"]),
             "stop": [end] + [t for t in stop_tokens if t != end]}
@@ -279,13 +286,16 @@ def renderer_from_hf(path, chat_format=None, config=None) -> Renderer:
     config = read_json(path / "config.json") if config is None else config
     if not (path / "tokenizer.json").is_file():
         raise FileNotFoundError(f"tokenizer.json not found in {path} (only the fast-tokenizer file is supported)")
-    tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+    try:
+        tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+    except Exception as e:  # newer files need a recent tokenizers (>= 0.20)
+        raise ValueError(f"{path / 'tokenizer.json'}: tokenizers cannot read it ({e})") from None
     tokenizer_config = read_json(path / "tokenizer_config.json", required=False)
     stop_ids = stop_ids_from_hf(path, tokenizer, config)
     eos = tokenizer_config.get("eos_token")
     eos = eos.get("content") if isinstance(eos, dict) else eos
     eos = eos if isinstance(eos, str) and tokenizer.token_to_id(eos) is not None else None
-    eos = eos or (tokenizer.id_to_token(stop_ids[0]) if stop_ids else None)
+    eos = eos or (tokenizer.id_to_token(stop_ids[0]) if stop_ids else None)  # else the lowest declared eos id
     chat_format = chat_format or detect_chat_format(tokenizer, tokenizer_config)
     spec = chat_format_for(chat_format, bos_token_of(tokenizer), eos, [tokenizer.id_to_token(i) for i in stop_ids])
     # The Renderer looks formats up by name (the name is what save_checkpoint stores). MERGE: see the report;

@@ -93,6 +93,15 @@ def test_greedy_generation_matches_transformers(name):
     assert ids[len(exp["input_ids"]):] == exp["greedy_ids"]
 
 
+def test_bf16_load_keeps_rope_in_fp32():
+    exp, ref = expected("llama3")
+    model, _ = load_pretrained(FIXTURES / "llama3", dtype=torch.bfloat16)
+    assert model.model.embed_tokens.weight.dtype == torch.bfloat16
+    assert model.rotary.inv_freq.dtype == torch.float32  # bf16 angles would be off by radians at long range
+    # bf16 keeps about 3 significant digits: close to the fp32 reference, not equal
+    assert (logits_of(model, exp["input_ids"]).float() - ref).abs().max() < 0.1
+
+
 def test_padded_vocab_is_wider_than_the_tokenizer():
     # the checkpoint has rows no token maps to; the renderer knows the real size
     model, renderer = load_pretrained(FIXTURES / "qwen2")
@@ -212,6 +221,22 @@ def test_error_in_a_shard_names_the_shard(tmp_path):
     tensors["model.norm.weight"] = torch.ones(32)
     save_file(tensors, str(d / shard))
     with pytest.raises(ValueError, match=f"'model.norm.weight' in {shard} has shape"):
+        load_pretrained(d)
+
+
+def test_truncated_or_inconsistent_shards(tmp_path):
+    d = copy_fixture(tmp_path, "mistral")
+    index = json.loads((d / "model.safetensors.index.json").read_text())
+    # the index promises a tensor in a shard that does not hold it
+    index["weight_map"]["model.norm.weight"] = "model-00001-of-00003.safetensors"
+    (d / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises(ValueError, match="'model.norm.weight' is listed for model-00001-of-00003.safetensors"):
+        load_pretrained(d)
+    # a download cut short
+    shutil.copy(FIXTURES / "mistral" / "model.safetensors.index.json", d)
+    shard = d / "model-00002-of-00003.safetensors"
+    shard.write_bytes(shard.read_bytes()[:1000])
+    with pytest.raises(ValueError, match="model-00002-of-00003.safetensors: cannot read safetensors"):
         load_pretrained(d)
 
 
