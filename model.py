@@ -111,16 +111,21 @@ class Attention(nn.Module):
         # rotate in the activations' dtype with angles made in fp32, as HF does
         q = q * cos.to(q.dtype) + rotate_half(q) * sin.to(q.dtype)
         k = k * cos.to(k.dtype) + rotate_half(k) * sin.to(k.dtype)
+        q = q.transpose(1, 2)  # (B, H, T, hd)
         if cache is not None:  # store the rotated keys at each row's own offset, read back all S positions
-            k, v = cache.write(layer, k, v)  # (B, S, KV, hd) each
-        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H, T, hd), (B, KV, S, hd) x2
-        # GQA: kv head j serves query heads j*n_rep .. j*n_rep+n_rep-1, i.e. repeat_interleave, NOT repeat
+            k, v = cache.write(layer, k, v)  # (B, KV, S, hd) each, views into the cache
+        else:
+            k, v = k.transpose(1, 2), v.transpose(1, 2)  # (B, KV, T, hd)
         n_rep = self.H // self.KV
-        k, v = k.repeat_interleave(n_rep, dim=1), v.repeat_interleave(n_rep, dim=1)  # (B, H, S, hd)
         if mask is None:  # no cache: plain causal attention; right padding never reaches earlier tokens
+            # GQA: kv head j serves query heads j*n_rep .. j*n_rep+n_rep-1, i.e. repeat_interleave, NOT repeat
+            k, v = k.repeat_interleave(n_rep, dim=1), v.repeat_interleave(n_rep, dim=1)  # (B, H, T, hd)
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            # the same grouping without copying the cache every token: the n_rep query heads of kv head j
+            # become n_rep*T query rows against it, and the mask is repeated to match those rows
+            y = F.scaled_dot_product_attention(q.reshape(B, self.KV, n_rep * T, self.hd), k, v,
+                                               attn_mask=mask.repeat(1, 1, n_rep, 1)).view(B, self.H, T, self.hd)
         return self.o_proj(y.transpose(1, 2).reshape(B, T, self.H * self.hd))
 
 
@@ -232,7 +237,7 @@ class Transformer(nn.Module):
 
 class KVCache:
     """Rotated keys and values of every layer for B rows of different lengths (a row is one episode).
-    Buffers are (B, capacity, KV, hd); row b's valid entries are [0, lens[b]). The capacity doubles when full,
+    Buffers are (B, KV, capacity, hd); row b's valid entries are [0, lens[b]) on the third axis. The capacity doubles when full,
     so growing an episode token by token costs amortised linear time, never a copy of the transcript per token."""
     def __init__(self, n_layers: int, device):
         self.k, self.v = [None] * n_layers, [None] * n_layers
@@ -260,17 +265,18 @@ class KVCache:
             for bufs in (self.k, self.v):
                 for i, b in enumerate(bufs):
                     if b is not None:
-                        bufs[i] = torch.cat([b, b.new_zeros(b.shape[0], self.capacity - b.shape[1], *b.shape[2:])], 1)
+                        bufs[i] = torch.cat([b, b.new_zeros(*b.shape[:2], self.capacity - b.shape[2], b.shape[3])], 2)
         return self.S
 
     def write(self, layer: int, k, v):  # k, v: (B, T, KV, hd), written at positions lens[b] .. lens[b]+T-1
-        B, T = k.shape[:2]
+        B, T, KV, hd = k.shape
         if self.k[layer] is None:  # allocated on first use, in the dtype autocast gives the activations
-            self.k[layer], self.v[layer] = k.new_zeros(B, self.capacity, *k.shape[2:]), v.new_zeros(B, self.capacity, *v.shape[2:])
+            self.k[layer], self.v[layer] = k.new_zeros(B, KV, self.capacity, hd), v.new_zeros(B, KV, self.capacity, hd)
         pos = self.lens[:, None] + torch.arange(T, device=k.device)  # (B, T)
         rows = torch.arange(B, device=k.device)[:, None]
-        self.k[layer][rows, pos], self.v[layer][rows, pos] = k, v
-        return self.k[layer][:, :self.S], self.v[layer][:, :self.S]
+        # indices on axes 0 and 2 with a slice between: the indexed block is laid out (B, T, KV, hd), like k
+        self.k[layer][rows, :, pos], self.v[layer][rows, :, pos] = k, v
+        return self.k[layer][:, :, :self.S], self.v[layer][:, :, :self.S]
 
 
 def pick_device(name: str | None = None) -> torch.device:

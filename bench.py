@@ -1,0 +1,182 @@
+"""bench.py: how fast is model.py on this machine? Prints, for the default toy model:
+
+  1. rollout throughput (episodes/s, generated tokens/s) of batched, KV-cached multi-turn rollouts;
+  2. the speed-up of that cached rollout over the textbook loop that re-runs the whole transcript through the
+     model for every new token, on the same episodes (about 200 tokens each), and whether both agree;
+  3. training throughput (tokens/s, forward + backward + AdamW step) and the achieved FLOP/s as a fraction of
+     a matrix-multiply peak measured in the same run.
+
+    python bench.py                       # CPU, about a minute on 2 cores
+    python bench.py --device cuda --batch-size 256
+    python bench.py --threads 1           # on a busy shared machine: two threads that wait for each other on
+                                          # every small op are often 10x slower than one
+
+Figures are printed, never asserted. The episodes come from a tiny built-in counting game (CountEnv below), so
+this file depends on model.py only. The model is untrained: it rarely emits the stop token, so most actions
+run to --action-tokens, which makes episode lengths predictable.
+"""
+import argparse
+import time
+
+import torch
+
+import model as M
+
+
+class CountEnv:
+    """Scripted game: continue the count by three numbers per turn, for five turns. Every observation restates
+    the count (about 20 tokens), so with 16-token actions an episode is about 200 tokens."""
+    turns, n = 5, 0
+
+    def reset(self, task):
+        self.n, self.t, self.right = task["start"], 0, 0
+        return self.say("start counting")
+
+    def say(self, head):
+        return f"{head} : the count is at {self.n} , so say the next three numbers ."
+
+    def step(self, action):
+        want = " , ".join(str(self.n + i) for i in (1, 2, 3))
+        self.n, self.t, self.right = self.n + 3, self.t + 1, self.right + (action == want)
+        done = self.t == self.turns
+        reward = self.right / self.turns if done else 0.0
+        return self.say("right" if action == want else "wrong"), reward, done, \
+            {"valid": True, "success": reward == 1.0, "end": ("success" if reward == 1.0 else "wrong") if done else None}
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device):
+    sync(device)
+    t0 = time.perf_counter()
+    out = fn()
+    sync(device)
+    return out, time.perf_counter() - t0
+
+
+@torch.no_grad()
+def naive_rollout(model, renderer, tasks, max_action_tokens, device):
+    """Greedy rollouts without a cache: the whole transcript is fed again for every generated token. Same
+    batching and same decisions as model.rollout, so the two must agree token for token."""
+    envs = [CountEnv() for _ in tasks]
+    seqs = [renderer.encode_observation(env.reset(t), first=True) for env, t in zip(envs, tasks)]
+    messages = [[env.reset(t)] for env, t in zip(envs, tasks)]
+    banned = torch.zeros(model.cfg.vocab_size, dtype=torch.bool, device=device)
+    banned[renderer.banned_ids] = True
+    active = list(range(len(tasks)))
+    while active:
+        acts, open_ = {i: [] for i in active}, list(active)
+        for j in range(max_action_tokens + 1):
+            ids, _ = M.collate([(seqs[i], seqs[i]) for i in open_], renderer.pad_id, device)
+            with M.autocast(device):
+                logits = model(ids)  # (B, T, V): every position of every transcript, again
+            last = torch.tensor([len(seqs[i]) - 1 for i in open_], device=device)
+            nxt = logits[torch.arange(len(open_), device=device), last].float().masked_fill(banned, float("-inf"))
+            nxt = [renderer.action_end_id] * len(open_) if j == max_action_tokens else nxt.argmax(-1).tolist()
+            for i, tok in zip(open_, nxt):
+                seqs[i].append(tok)
+                acts[i].append(tok)
+            open_ = [i for i, tok in zip(open_, nxt) if tok not in renderer.stop_ids]
+            if not open_:
+                break
+        for i in list(active):
+            text = renderer.decode_action(acts[i])
+            obs, reward, done, info = envs[i].step(text)
+            messages[i] += [text, obs]
+            if done:
+                active.remove(i)
+            else:
+                seqs[i] += renderer.encode_observation(obs)
+    return messages
+
+
+def matmul_peak(device, dtype, n):
+    """Best of a few n x n matmuls: the FLOP/s this machine's BLAS reaches on an ideal problem."""
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    a @ b  # warm-up (thread pools, cuBLAS handles)
+    best = min(timed(lambda: a @ b, device)[1] for _ in range(3))
+    return 2 * n ** 3 / best
+
+
+def train_throughput(model, device, batch, seq_len, steps):
+    """Tokens/s of a full training step (sequence_logps over every token, backward, AdamW) on random tokens."""
+    ids = torch.randint(0, model.cfg.vocab_size, (batch, seq_len), device=device)
+    mask = torch.ones_like(ids)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    model.train()
+
+    def step():
+        with M.autocast(device):
+            logps, n = M.sequence_logps(model, ids, mask)
+        (-(logps / n).mean()).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    step()  # warm-up
+    _, seconds = timed(lambda: [step() for _ in range(steps)], device)
+    model.eval()
+    return batch * seq_len * steps / seconds
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--device", default="cpu", help="cpu | cuda")
+    p.add_argument("--batch-size", type=int, default=64, help="episodes decoded at once in the rollout benchmark")
+    p.add_argument("--naive-episodes", type=int, default=16, help="episodes for the cached-vs-naive comparison")
+    p.add_argument("--action-tokens", type=int, default=16, help="max tokens per action")
+    p.add_argument("--train-batch", type=int, default=16, help="sequences per training step")
+    p.add_argument("--train-steps", type=int, default=5, help="timed training steps")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    args = p.parse_args()
+    device = M.pick_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    texts = [CountEnv().say(h) for h in ("start counting", "right", "wrong")] + ["1 , 2 , 3"]
+    renderer = M.Renderer(M.build_tokenizer(texts))
+    model = M.Transformer(M.ModelConfig(vocab_size=renderer.vocab_size)).to(device).eval()
+    cfg = model.cfg
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"device {device} ({torch.get_num_threads()} CPU threads), model: {n_params / 1e6:.2f}M parameters, "
+          f"{cfg.num_hidden_layers} layers, hidden {cfg.hidden_size}, vocab {cfg.vocab_size}")
+
+    # 1. cached rollout throughput at the requested batch size
+    tasks = [{"start": 10 * i} for i in range(args.batch_size)]
+    run = lambda ts, bs: M.rollout(model, renderer, CountEnv, ts, batch_size=bs, max_action_tokens=args.action_tokens)
+    run(tasks[:2], 2)  # warm-up
+    trajs, seconds = timed(lambda: run(tasks, args.batch_size), device)
+    gen = sum(len(lp) for t in trajs for lp in t["action_logps"])
+    length = sum(len(t["ids"]) for t in trajs) / len(trajs)
+    print(f"rollout  (cached, batch {args.batch_size}): {len(trajs) / seconds:8.1f} episodes/s "
+          f"{gen / seconds:9.0f} generated tokens/s   ({len(trajs)} episodes of {length:.0f} tokens, {seconds:.2f} s)")
+
+    # 2. the same episodes without a cache
+    few = tasks[:args.naive_episodes]
+    cached, t_cached = timed(lambda: run(few, len(few)), device)
+    naive, t_naive = timed(lambda: naive_rollout(model, renderer, few, args.action_tokens, device), device)
+    same = sum(c["messages"] == n for c, n in zip(cached, naive))
+    print(f"rollout  (naive vs cached, {len(few)} episodes): naive {t_naive:.2f} s, cached {t_cached:.2f} s, "
+          f"speed-up {t_naive / t_cached:.1f}x; identical trajectories {same}/{len(few)}")
+
+    # 3. training throughput and model FLOP utilisation against a measured matmul peak
+    seq_len = cfg.max_position_embeddings // 2
+    tok_s = train_throughput(model, device, args.train_batch, seq_len, args.train_steps)
+    # FLOPs per token: 6 per weight in a matmul (forward 2, backward 4); the embedding lookup is no matmul, but a
+    # tied embedding is also the head, so it counts once either way; plus the causal attention scores and
+    # their weighted sum, 2 x (T/2 keys on average) x hd per head per layer, forward and backward (x3)
+    matmul_params = n_params - sum(p.numel() for n, p in model.named_parameters() if "norm" in n)
+    attn = 6 * cfg.num_hidden_layers * cfg.num_attention_heads * cfg.hd * seq_len
+    flops = (6 * matmul_params + attn) * tok_s
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    peak = matmul_peak(device, dtype, 8192 if device.type == "cuda" else 2048)
+    print(f"training (batch {args.train_batch} x {seq_len} tokens): {tok_s:9.0f} tokens/s, "
+          f"{flops / 1e9:.1f} GFLOP/s = {100 * flops / peak:.1f}% of the measured "
+          f"{str(dtype).removeprefix('torch.')} matmul peak {peak / 1e9:.0f} GFLOP/s")
+
+
+if __name__ == "__main__":
+    main()
