@@ -1,0 +1,702 @@
+"""coevo.py: co-evolving agents (Jung et al., arXiv 2511.22254), with the SFT and ETO baselines, in one loop.
+
+    python coevo.py                                  # CPU teaching run: SFT vs ETO vs co-evolution on ToyShop
+    python coevo.py --method coevo --env lab         # one method on one environment
+    python coevo.py --seeds 0,1,2                    # the comparison over seeds: mean and spread
+    python coevo.py --resume runs/<name>             # continue a killed run after its last finished phase
+
+The loop in `main_method` is the algorithm box of docs/method.md, with the step number on each line:
+  0. SFT both agents on the expert trajectories
+  for k in 1..K:
+  1. explore with the target and the failure agent   2. failure-vs-failure pairs   3. DPO update of the failure agent
+  4. sample hard negatives from it   5. target pairs   6. update the target   7. evaluate
+
+Deviations from, and interpretations of, the paper (its equations and hyper-parameters are not public):
+  1. Log-probs are summed over action tokens only; the NLL term is a per-token mean (losses.py says why).
+  2. Exploration covers the training tasks that have an expert trajectory (pairs (a) and (b) need e*).
+  3. Failure pairs need a reward gap of `failure_min_gap` (0.1); ties teach nothing.
+  4. Each update phase starts a fresh AdamW optimizer; the reference is the agent at the start of the
+     iteration (ETO) unless `--reference sft`.
+  5. Reference log-probs are computed once per update, before it starts, so no second model is held.
+  6. Target pairs of kind (c) (failure vs failure) are off by default (`--ff-coef`), as METHOD.md leaves them optional.
+"""
+import argparse
+import dataclasses
+import hashlib
+import inspect
+import json
+import math
+import os
+import random
+import re
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+
+import torch
+from tqdm import tqdm
+
+import envs
+import losses
+import model as M
+
+
+# -----------------------------------------------------------------------------------------------------------
+@dataclass
+class Config:
+    # --- run and system
+    method: str = "compare"  # sft | eto | coevo | compare (all three from one SFT checkpoint, one table)
+    name: str = ""  # run directory under out_dir ("" = made from env, method and seed)
+    out_dir: str = "runs"  # where run directories go
+    seed: int = 0  # one seed drives tasks, initialisation, sampling and shuffling
+    seeds: str = ""  # comma list, e.g. 0,1,2: repeat the run per seed and print mean and spread
+    device: str = "cpu"  # cpu | cuda (bf16 autocast on cuda)
+    threads: int = 0  # torch CPU threads (0 = torch's default)
+    resume: str = ""  # a run directory: continue after its last finished phase (its saved config is used)
+    preset: str = ""  # "" | smoke (a tiny run for tests, seconds)
+    # --- environment and data
+    env: str = "shop"  # shop | lab | sql
+    n_train: int = 2000  # training tasks generated
+    n_expert: int = 300  # training tasks that carry an expert trajectory (scarce ground truth)
+    n_test: int = 200  # tasks in each of test_seen and test_unseen
+    # --- model (toy size; ignored with --init-from)
+    init_from: str = ""  # a Hugging Face-layout folder to start from instead of a fresh toy model
+    chat_format: str = ""  # chat format override for --init-from ("" = detect)
+    hidden_size: int = 128  # model width
+    layers: int = 4  # transformer blocks
+    heads: int = 4  # query heads (kv heads = heads // 2)
+    context: int = 512  # max tokens of an episode
+    # --- SFT (step 0)
+    sft_epochs: int = 12  # passes over the expert trajectories
+    sft_lr: float = 2e-3  # AdamW learning rate, cosine-decayed to 10%
+    batch_size: int = 16  # trajectories (SFT) or pairs/groups (DPO) per optimizer step
+    # --- exploration (step 1)
+    target_samples: int = 0  # sampled target rollouts per task on top of the one greedy rollout
+    target_temperature: float = 1.0  # for those samples (0 = greedy)
+    failure_samples: int = 4  # failure-agent rollouts per task
+    failure_temperature: float = 1.0  # failure-agent sampling temperature
+    top_p: float = 1.0  # nucleus sampling for every sampled rollout (1 = off)
+    # --- failure agent (steps 2-4)
+    failure_agent: str = "coevo"  # coevo (trained on failure pairs) | frozen (the SFT model) | positive (trained toward success)
+    failure_min_gap: float = 0.1  # a failure pair needs r(chosen) > r(rejected) + gap
+    failure_within_agent: bool = False  # also pair failures of the same agent (default: target x failure agent only)
+    failure_lr: float = 2e-4  # failure agent's DPO learning rate
+    regenerate_hard_negatives: bool = True  # step 4 samples fresh from the updated agent (False: reuse step 1's)
+    hn_threshold: float = 0.0  # hard negatives used for training need reward >= this (0 = any failure)
+    # --- target agent (steps 5-6)
+    dpo_coef: float = 0.5  # weight of DPO on (expert, target's own failure); 0 disables
+    hn_coef: float = 0.5  # weight of DPO on (expert, hard negative); 0 reduces co-evolution to ETO + NLL
+    sft_coef: float = 0.5  # weight of the NLL of the expert trajectory; 0 disables
+    ff_coef: float = 0.0  # weight of DPO on (better failure, worse failure) pairs of the target; 0 disables
+    listwise: bool = False  # hard-negative term as a listwise softmax over negatives instead of mean pairwise DPO
+    beta: float = 0.1  # DPO temperature: larger keeps the policy closer to its reference
+    target_lr: float = 2e-4  # target's DPO learning rate (an order below SFT's, as in ETO)
+    dpo_epochs: int = 1  # passes over the pairs per update
+    reference: str = "iteration"  # iteration (each agent at the start of the iteration, ETO) | sft (fixed SFT model)
+    eto_truncate_turns: int = 5  # ETO: a rejected trajectory keeps at most the expert's turns + this many
+    # --- schedule
+    iterations: int = 3  # K: exploration-update rounds after SFT
+
+
+PRESETS = {
+    "smoke": dict(n_train=24, n_expert=12, n_test=8, hidden_size=32, layers=1, heads=2, sft_epochs=2,
+                  target_samples=1, failure_samples=2, iterations=1, batch_size=4),
+}
+METHODS = ("sft", "eto", "coevo", "compare")
+
+
+def parse_config(argv=None) -> Config:
+    """argparse generated from Config: one flag per field (dashes), help from the field's comment."""
+    helps = dict(re.findall(r"^\s+(\w+): [^=]+= .*?#\s*(.*)$", inspect.getsource(Config), re.M))
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    for f in dataclasses.fields(Config):
+        flag, kind = "--" + f.name.replace("_", "-"), type(f.default)
+        if kind is bool:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=helps.get(f.name))
+        else:
+            p.add_argument(flag, type=kind, default=argparse.SUPPRESS, metavar=kind.__name__.upper(), help=helps.get(f.name, "") + f" (default: {f.default})")
+    p.add_argument("--compare", action="store_const", const="compare", dest="method", default=argparse.SUPPRESS,
+                   help="same as --method compare")
+    given = vars(p.parse_args(argv))
+    preset = given.get("preset", "")
+    if preset and preset not in PRESETS:
+        sys.exit(f"coevo: unknown --preset {preset!r}; choose from {sorted(PRESETS)}")
+    return Config(**{**PRESETS.get(preset, {}), **given})
+
+
+def check_config(cfg: Config) -> None:
+    """Every bad setting gets a clear message before any work starts."""
+    problems = []
+    if cfg.method not in METHODS: problems.append(f"--method {cfg.method!r} is not one of {METHODS}")
+    if cfg.env not in envs.ENV_NAMES: problems.append(f"--env {cfg.env!r} is not one of {envs.ENV_NAMES}")
+    if cfg.failure_agent not in ("coevo", "frozen", "positive"): problems.append(f"--failure-agent {cfg.failure_agent!r} is not coevo, frozen or positive")
+    if cfg.reference not in ("iteration", "sft"): problems.append(f"--reference {cfg.reference!r} is not iteration or sft")
+    if not 0 < cfg.n_expert <= cfg.n_train: problems.append(f"--n-expert {cfg.n_expert} must be in 1..n_train ({cfg.n_train})")
+    if cfg.n_test < 1: problems.append(f"--n-test {cfg.n_test} must be at least 1")
+    for name in ("target_temperature", "failure_temperature"):
+        if not 0 <= getattr(cfg, name) <= 5: problems.append(f"--{name.replace('_', '-')} {getattr(cfg, name)} must be in [0, 5]")
+    if not 0 < cfg.top_p <= 1: problems.append(f"--top-p {cfg.top_p} must be in (0, 1]")
+    for name in ("dpo_coef", "hn_coef", "sft_coef", "ff_coef", "failure_min_gap", "hn_threshold"):
+        if not 0 <= getattr(cfg, name) <= 100: problems.append(f"--{name.replace('_', '-')} {getattr(cfg, name)} must be >= 0")
+    for name in ("beta", "sft_lr", "target_lr", "failure_lr"):
+        if not getattr(cfg, name) > 0: problems.append(f"--{name.replace('_', '-')} must be > 0")
+    for name in ("iterations", "batch_size", "hidden_size", "layers", "heads", "context"):
+        if getattr(cfg, name) < 1: problems.append(f"--{name.replace('_', '-')} must be at least 1")
+    if cfg.failure_samples < 1 and cfg.method in ("coevo", "compare"): problems.append("--failure-samples must be at least 1 for co-evolution")
+    if cfg.init_from and not os.path.isdir(cfg.init_from): problems.append(f"--init-from {cfg.init_from!r} is not a directory")
+    if problems:
+        raise SystemExit("coevo: bad configuration:\n  " + "\n  ".join(problems))
+
+
+# -----------------------------------------------------------------------------------------------------------
+# The run directory: config.json, metrics.jsonl, state.json (finished phases), per-phase outputs, a lock.
+# A phase's outputs are written first, then its metrics, then its name into state.json (each write atomic), so a
+# run killed anywhere resumes after the last finished phase; every phase seeds itself from (seed, phase name),
+# which is why a resumed run ends with exactly the numbers of an uninterrupted one.
+class RunDir:
+    def __init__(self, path: str, cfg: Config, resume: bool):
+        self.path, self.cfg = path, cfg
+        if resume and not os.path.isfile(os.path.join(path, "state.json")):
+            raise SystemExit(f"coevo: --resume {path!r} is not a run directory (no state.json in it)")
+        if not resume and os.path.exists(os.path.join(path, "state.json")):
+            raise SystemExit(f"coevo: {path!r} already holds a run; use --resume {path} or another --name")
+        os.makedirs(path, exist_ok=True)
+        self._lock()
+        self.done = json.load(open(os.path.join(path, "state.json")))["done"] if resume else []
+        self.pending = []  # metric records of the phase in progress
+        # drop metric records of phases that never finished (a kill between the two writes)
+        records = [json.loads(l) for l in open(self.file("metrics.jsonl"))] if os.path.exists(self.file("metrics.jsonl")) else []
+        self._write(self.file("metrics.jsonl"), "".join(json.dumps(r) + "\n" for r in records if r["phase"] in self.done))
+        self._write(self.file("config.json"), json.dumps(dataclasses.asdict(cfg), indent=1))
+        self._write(self.file("state.json"), json.dumps({"done": self.done}))
+
+    def _lock(self):
+        lock = self.file(".lock")
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            pid = int(open(lock).read().strip() or 0)
+            if pid and pid_alive(pid):
+                raise SystemExit(f"coevo: another process (pid {pid}) is writing into {self.path}; "
+                                 f"wait for it or stop it (remove {lock} only if that process is gone)")
+            os.remove(lock)  # stale lock of a killed run
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        os.write(fd, str(os.getpid()).encode()), os.close(fd)
+
+    def release(self):
+        if os.path.exists(self.file(".lock")) and open(self.file(".lock")).read().strip() == str(os.getpid()):
+            os.remove(self.file(".lock"))
+
+    def file(self, *parts) -> str:
+        return os.path.join(self.path, *parts)
+
+    @staticmethod
+    def _write(path, text):
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text), f.flush(), os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+    def log(self, phase: str, **metrics):
+        self.pending.append({"phase": phase, **metrics})
+
+    def finish(self, phase: str):
+        with open(self.file("metrics.jsonl"), "a") as f:
+            f.write("".join(json.dumps(r) + "\n" for r in self.pending))
+        self.pending = []
+        self.done.append(phase)
+        self._write(self.file("state.json"), json.dumps({"done": self.done}))
+
+    def metrics(self) -> list[dict]:
+        return [json.loads(l) for l in open(self.file("metrics.jsonl"))]
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def phase_seed(cfg: Config, phase: str) -> int:
+    """A seed per (run seed, phase): phases can be re-run alone and give the same numbers."""
+    return int(hashlib.sha256(f"{cfg.seed}/{phase}".encode()).hexdigest()[:8], 16)
+
+
+def json_phase(run: RunDir, phase: str, compute):
+    """Run `compute()` unless `phase` is finished; its JSON-able result is saved and reloaded on resume."""
+    path = run.file(phase.replace("/", "_") + ".json")
+    if phase in run.done:
+        return json.load(open(path))
+    torch.manual_seed(phase_seed(run.cfg, phase))
+    result = compute()
+    run._write(path, json.dumps(result))
+    run.finish(phase)
+    return result
+
+
+def model_phase(run: RunDir, phase: str, model, renderer, train) -> None:
+    """Train `model` in place with `train()` unless `phase` is finished; its checkpoint is the phase's output."""
+    path = run.file("ckpt", phase.replace("/", "_"))
+    if phase in run.done:
+        load_weights(model, path)
+        return
+    torch.manual_seed(phase_seed(run.cfg, phase))
+    train()
+    M.save_checkpoint(path, model, renderer)
+    run.finish(phase)
+
+
+def load_weights(model, path):
+    loaded, _ = M.load_checkpoint(path)
+    model.load_state_dict(loaded.state_dict())
+
+
+# -----------------------------------------------------------------------------------------------------------
+# Data and models
+def make_data(cfg: Config) -> dict:
+    """Tasks of every split, and the oracle's trajectory for the first n_expert training tasks (scarce e*)."""
+    data = {split: envs.make_tasks(cfg.env, split, n, cfg.seed)
+            for split, n in (("train", cfg.n_train), ("test_seen", cfg.n_test), ("test_unseen", cfg.n_test))}
+    data["experts"] = [dict(envs.oracle(t), agent="expert") for t in data["train"][:cfg.n_expert]]
+    return data
+
+
+def build_renderer(cfg: Config, data: dict):
+    """The toy tokenizer is built from the environment's closed lexicon and the expert transcripts."""
+    if cfg.init_from:
+        return M.load_pretrained(cfg.init_from, chat_format=cfg.chat_format or None)[1]
+    texts = envs.lexicon(cfg.env) + [m for t in data["experts"] for m in t["messages"]]
+    return M.Renderer(M.build_tokenizer(texts))
+
+
+def new_model(cfg: Config, renderer):
+    if cfg.init_from:
+        return M.load_pretrained(cfg.init_from, device=cfg.device)[0]
+    mcfg = M.ModelConfig(vocab_size=renderer.vocab_size, hidden_size=cfg.hidden_size, num_hidden_layers=cfg.layers,
+                         num_attention_heads=cfg.heads, num_key_value_heads=max(1, cfg.heads // 2),
+                         intermediate_size=3 * cfg.hidden_size, max_position_embeddings=cfg.context)
+    return M.Transformer(mcfg).to(cfg.device)
+
+
+def autocast(cfg: Config):
+    # bf16 on GPU; losses and log-softmax stay fp32 inside model.sequence_logps
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.device.startswith("cuda"))
+
+
+def check_finite(loss, phase: str):
+    if not torch.isfinite(loss):
+        raise SystemExit(f"coevo: non-finite loss in phase {phase}; stopping. The last good checkpoint is kept; "
+                         f"lower the learning rate or beta and --resume.")
+
+
+# -----------------------------------------------------------------------------------------------------------
+# Phase functions
+def sft(cfg: Config, model, renderer, experts: list, run: RunDir, phase: str) -> None:
+    """Step 0: behaviour cloning, NLL of the expert's action tokens only (observations are context, not targets)."""
+    seqs = [renderer.render(t["messages"]) for t in experts]
+    steps = cfg.sft_epochs * math.ceil(len(seqs) / cfg.batch_size)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.sft_lr, weight_decay=0.0)
+    # cosine decay to 10% of the peak: the toy model overfits 300 trajectories if the rate stays high
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.1 + 0.45 * (1 + math.cos(math.pi * s / steps)))
+    rng, model = random.Random(phase_seed(cfg, phase)), model.train()
+    bar = tqdm(total=steps, desc=phase, leave=False)
+    for epoch in range(cfg.sft_epochs):
+        order = rng.sample(range(len(seqs)), len(seqs))
+        for b in range(0, len(order), cfg.batch_size):
+            ids, mask = M.collate([seqs[i] for i in order[b:b + cfg.batch_size]], renderer.pad_id, cfg.device)
+            with autocast(cfg):
+                logps, n_tokens = M.sequence_logps(model, ids, mask)
+            loss = losses.nll_loss(logps, n_tokens).mean()
+            check_finite(loss, phase)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step(), sched.step()
+            bar.update(), bar.set_postfix(epoch=epoch, nll=f"{loss.item():.3f}")
+        run.log(phase, epoch=epoch, nll=loss.item())
+    bar.close()
+    model.eval()
+
+
+def explore(cfg: Config, agent, renderer, tasks: list, samples: int, temperature: float, seed: int,
+            label: str, greedy_too: bool = False) -> list:
+    """Step 1 and 4: roll the agent out; a greedy rollout per task (if asked) plus `samples` sampled ones."""
+    jobs = [(t, 0.0) for t in tasks] if greedy_too else []
+    jobs += [(t, temperature) for t in tasks for _ in range(samples)]
+    out, gen = [], torch.Generator(device=cfg.device).manual_seed(seed)
+    for temp in sorted({temp for _, temp in jobs}):
+        todo = [t for t, tt in jobs if tt == temp]
+        out += M.rollout(agent, renderer, lambda: envs.make_env(cfg.env), todo, temperature=temp, top_p=cfg.top_p,
+                         generator=gen, device=cfg.device, progress=True, desc=f"{label} T={temp:g}")
+    # keep what later phases need (the exact tokens are re-rendered from the messages)
+    keep = ("task", "messages", "reward", "success", "end", "n_invalid")
+    return [dict({k: t[k] for k in keep}, agent=label) for t in out]
+
+
+def exploration_stats(trajs: list) -> dict:
+    """Success rate, failure rewards and their histogram, invalid-action and timeout rates."""
+    if not trajs:
+        return {"n": 0}
+    fails = [t["reward"] for t in trajs if not t["success"]]
+    n_actions = sum(len(t["messages"]) // 2 for t in trajs)
+    return dict(n=len(trajs), success_rate=sum(t["success"] for t in trajs) / len(trajs),
+                mean_reward=sum(t["reward"] for t in trajs) / len(trajs),
+                mean_failure_reward=sum(fails) / len(fails) if fails else None,
+                hard_negative_share=sum(0.6 <= r < 1 for r in fails) / len(fails) if fails else None,
+                failure_histogram=[sum(i / 10 <= r < (i + 1) / 10 for r in fails) for i in range(10)],
+                invalid_rate=sum(t["n_invalid"] for t in trajs) / max(1, n_actions),
+                timeout_rate=sum(t["end"] == "timeout" for t in trajs) / len(trajs))
+
+
+def by_task(trajs: list) -> dict:
+    """Group trajectories by task id, dropping repeats of the same action sequence (they add nothing)."""
+    groups, seen = {}, set()
+    for t in trajs:
+        key = (t["task"]["id"], tuple(t["messages"][1::2]))
+        if key not in seen:
+            seen.add(key)
+            groups.setdefault(t["task"]["id"], []).append(t)
+    return groups
+
+
+def truncate(traj: dict, n_turns: int) -> dict:
+    """ETO: a rejected trajectory keeps at most n_turns actions (and the observations before them)."""
+    return dict(traj, messages=traj["messages"][:2 * n_turns + 1])
+
+
+def build_eto_pairs(expert: dict, trajs: list, truncate_turns: int) -> list:
+    """Pairs (a): expert vs the target's own trajectory, ETO's rules. Ties are dropped (no preference to learn),
+    the pair is flipped when the agent beats the expert, and the rejected side is truncated to the expert's
+    length + truncate_turns turns (a long wandering failure would otherwise dominate the summed log-prob)."""
+    pairs, limit = [], len(expert["messages"]) // 2 + truncate_turns
+    for t in trajs:
+        if t["reward"] == expert["reward"]:
+            continue
+        chosen, rejected = (expert, t) if expert["reward"] > t["reward"] else (t, expert)
+        pairs.append((chosen, truncate(rejected, limit)))
+    return pairs
+
+
+def build_failure_pairs(target_trajs: list, failure_trajs: list, min_gap: float, within_agent: bool,
+                        keep_successes: bool = False) -> list:
+    """Step 2: pairs of failures on the same task, the higher reward chosen, across the two agents (and within
+    each agent if asked). Successes are dropped: the failure agent models failures only. The positive-agent
+    ablation keeps them, which trains the second agent toward success instead."""
+    tgt, fail, pairs = by_task(target_trajs), by_task(failure_trajs), []
+    for task_id in sorted(set(tgt) | set(fail)):
+        a = [t for t in tgt.get(task_id, []) if keep_successes or not t["success"]]
+        b = [t for t in fail.get(task_id, []) if keep_successes or not t["success"]]
+        cand = [(x, y) for x in a for y in b]
+        if within_agent:
+            cand += [(x, y) for side in (a, b) for i, x in enumerate(side) for y in side[i + 1:]]
+        for x, y in cand:
+            if abs(x["reward"] - y["reward"]) > min_gap:
+                pairs.append((x, y) if x["reward"] > y["reward"] else (y, x))
+    return pairs
+
+
+def build_target_groups(cfg: Config, experts: list, own: list, hard: list, method: str) -> list:
+    """Step 5: per expert task, its pairs of the three kinds:
+    (a) expert vs the target's own failure (ETO's pair), (b) expert vs the failure agent's hard negatives,
+    (c) better vs worse failure of the target (DPO only, never NLL; off unless ff_coef > 0)."""
+    own_by, hard_by, groups = by_task(own), by_task(hard), []
+    for e in experts:
+        tid = e["task"]["id"]
+        a = build_eto_pairs(e, own_by.get(tid, []), cfg.eto_truncate_turns)
+        if method == "eto":  # ETO: pure DPO on (a)
+            groups += [{"expert": e, "a": a, "hard": [], "c": []}] if a else []
+            continue
+        h = [t for t in hard_by.get(tid, []) if not t["success"] and t["reward"] >= cfg.hn_threshold]
+        fails = [t for t in own_by.get(tid, []) if not t["success"]]
+        c = build_failure_pairs(fails, [], cfg.failure_min_gap, within_agent=True) if cfg.ff_coef > 0 else []
+        if a or h or c:
+            groups.append({"expert": e, "a": a, "hard": h, "c": c})
+    return groups
+
+
+def pool_logps(cfg: Config, model, renderer, seqs: list, idx: list):
+    """Summed action log-probs (and action-token counts) of seqs[i] for i in idx, in one padded batch."""
+    ids, mask = M.collate([seqs[i] for i in idx], renderer.pad_id, cfg.device)
+    with autocast(cfg):
+        return M.sequence_logps(model, ids, mask)
+
+
+@torch.no_grad()
+def reference_logps(cfg: Config, model, renderer, seqs: list, ref_path: str = ""):
+    """Log-probs of every sequence under the frozen reference, computed once before the update starts, so that
+    no second model is held during it. The reference is `model` as it is now (the iteration's start, ETO) or the
+    SFT checkpoint (`--reference sft`)."""
+    ref = M.load_checkpoint(ref_path, device=cfg.device)[0] if ref_path else model
+    ref.eval()
+    out = [pool_logps(cfg, ref, renderer, seqs, list(range(b, min(b + 64, len(seqs)))))[0].float()
+           for b in range(0, len(seqs), 64)]
+    return torch.cat(out) if out else torch.zeros(0, device=cfg.device)
+
+
+def preference_update(cfg: Config, model, renderer, pool: list, items: list, loss_fn, lr: float,
+                      run: RunDir, phase: str, ref_path: str = "") -> None:
+    """Steps 3 and 6: DPO-style updates. `pool` holds every trajectory the items refer to (by index);
+    `loss_fn(items, policy, ref, n_tokens) -> (loss, stats)` combines the terms for a batch of items."""
+    seqs = [renderer.render(t["messages"]) for t in pool]
+    ref = reference_logps(cfg, model, renderer, seqs, ref_path)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    rng, model, totals = random.Random(phase_seed(cfg, phase)), model.train(), {}
+    bar = tqdm(total=cfg.dpo_epochs * math.ceil(len(items) / cfg.batch_size), desc=phase, leave=False)
+    for epoch in range(cfg.dpo_epochs):
+        order = rng.sample(range(len(items)), len(items))
+        for b in range(0, len(order), cfg.batch_size):
+            batch = [items[i] for i in order[b:b + cfg.batch_size]]
+            idx = sorted({i for item in batch for i in item_indices(item)})
+            logps, n_tokens = pool_logps(cfg, model, renderer, seqs, idx)
+            # scatter into pool-sized tensors so that the loss can index by pool position
+            where = torch.tensor(idx, device=logps.device)
+            policy = torch.zeros(len(pool), device=logps.device).index_put((where,), logps.float())
+            counts = torch.zeros(len(pool), device=logps.device).index_put((where,), n_tokens.float())
+            loss, stats = loss_fn(batch, policy, ref, counts)
+            check_finite(loss, phase)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            for k, v in stats.items():  # running sums for the phase's metric record
+                totals[k] = totals.get(k, 0.0) + v
+            totals["steps"] = totals.get("steps", 0) + 1
+            bar.update(), bar.set_postfix(loss=f"{loss.item():.3f}")
+    bar.close()
+    model.eval()
+    steps = max(1, totals.pop("steps", 0))
+    run.log(phase, items=len(items), sequences=len(pool), **{k: v / steps for k, v in totals.items()})
+
+
+def item_indices(item) -> list:
+    if isinstance(item, tuple):  # a (chosen, rejected) pair of pool indices
+        return list(item)
+    return [item["expert"]] + [i for p in item["a"] + item["c"] for i in p] + item["hard"]
+
+
+def pair_stats(prefix: str, chosen_r, rejected_r) -> dict:
+    """The usual DPO metrics: reward accuracy, margin, and the implicit rewards themselves."""
+    if chosen_r.numel() == 0:
+        return {}
+    return {f"{prefix}_acc": (chosen_r > rejected_r).float().mean().item(),
+            f"{prefix}_margin": (chosen_r - rejected_r).mean().item(),
+            f"{prefix}_chosen": chosen_r.mean().item(), f"{prefix}_rejected": rejected_r.mean().item()}
+
+
+def failure_loss(cfg: Config):
+    """Step 3: the failure agent's loss is plain DPO on (higher-reward failure, lower-reward failure) pairs."""
+    def loss_fn(batch, policy, ref, counts):
+        c, r = (torch.tensor(x, device=policy.device) for x in zip(*batch))
+        l, cr, rr = losses.dpo_loss(policy[c], policy[r], ref[c], ref[r], cfg.beta)
+        return l.mean(), {"loss": l.mean().item(), **pair_stats("failure", cr, rr)}
+    return loss_fn
+
+
+def target_loss(cfg: Config, coefs: tuple):
+    """Step 6: loss = dpo_coef * DPO(a) + hn_coef * HN(b) + sft_coef * NLL(expert) + ff_coef * DPO(c)."""
+    dpo_coef, hn_coef, sft_coef, ff_coef = coefs
+    hn_fn = losses.listwise_hard_negative_loss if cfg.listwise else losses.hard_negative_loss
+
+    def loss_fn(batch, policy, ref, counts):
+        dev, zero = policy.device, policy.sum() * 0
+        e = torch.tensor([g["expert"] for g in batch], device=dev)
+        a = [p for g in batch for p in g["a"]]
+        c = [p for g in batch for p in g["c"]]
+        # (a) expert vs own failure: plain DPO per pair
+        ac, ar = (torch.tensor(x, device=dev, dtype=torch.long) for x in (zip(*a) if a else ([], [])))
+        l_a, a_cr, a_rr = losses.dpo_loss(policy[ac], policy[ar], ref[ac], ref[ar], cfg.beta)
+        # (b) expert vs its K hard negatives, padded to the batch's largest K with a mask
+        K = max(len(g["hard"]) for g in batch)
+        hard = torch.tensor([g["hard"] + [0] * (K - len(g["hard"])) for g in batch], device=dev, dtype=torch.long).view(len(batch), K)
+        hmask = torch.tensor([[k < len(g["hard"]) for k in range(K)] for g in batch], device=dev, dtype=torch.bool).view(len(batch), K)
+        l_b, b_cr, b_rr = hn_fn(policy[e], policy[hard], ref[e], ref[hard], hmask, cfg.beta)
+        has_b = hmask.any(1)
+        # (c) better vs worse failure of the target
+        cc, cr_ = (torch.tensor(x, device=dev, dtype=torch.long) for x in (zip(*c) if c else ([], [])))
+        l_c, _, _ = losses.dpo_loss(policy[cc], policy[cr_], ref[cc], ref[cr_], cfg.beta)
+        l_sft = losses.nll_loss(policy[e], counts[e])
+        mean = lambda x: x.mean() if x.numel() else zero  # a term with no pairs in this batch contributes 0
+        loss = dpo_coef * mean(l_a) + hn_coef * mean(l_b[has_b]) + sft_coef * mean(l_sft) + ff_coef * mean(l_c)
+        stats = {"loss": loss.item(), "nll": mean(l_sft).item(), **pair_stats("own", a_cr, a_rr),
+                 **pair_stats("hard", b_cr[has_b].unsqueeze(1).expand_as(b_rr[has_b])[hmask[has_b]], b_rr[has_b][hmask[has_b]])}
+        return loss, stats
+    return loss_fn
+
+
+def to_pool(groups_or_pairs: list, kind: str):
+    """Replace trajectories by indices into one pool, so each sequence is rendered and scored once."""
+    pool, index = [], {}
+
+    def ix(t):
+        key = id(t)
+        if key not in index:
+            index[key] = len(pool)
+            pool.append(t)
+        return index[key]
+    if kind == "pairs":
+        return pool, [(ix(c), ix(r)) for c, r in groups_or_pairs]
+    return pool, [{"expert": ix(g["expert"]), "a": [(ix(c), ix(r)) for c, r in g["a"]],
+                   "hard": [ix(h) for h in g["hard"]], "c": [(ix(c), ix(r)) for c, r in g["c"]]} for g in groups_or_pairs]
+
+
+def evaluate(cfg: Config, model, renderer, data: dict, seed: int, label: str) -> dict:
+    """Step 7: greedy rollouts on test_seen and test_unseen; average reward x100 and success rate."""
+    out = {}
+    for split in ("test_seen", "test_unseen"):
+        trajs = M.rollout(model, renderer, lambda: envs.make_env(cfg.env), data[split], temperature=0.0,
+                          device=cfg.device, progress=True, desc=f"{label} {split}")
+        out[split] = {"reward": 100 * sum(t["reward"] for t in trajs) / len(trajs),
+                      "success": sum(t["success"] for t in trajs) / len(trajs),
+                      "invalid_rate": exploration_stats(trajs)["invalid_rate"]}
+    return out
+
+
+# -----------------------------------------------------------------------------------------------------------
+# Reports
+def write_transcripts(path: str, groups: list, n: int = 3) -> None:
+    """transcripts.md: expert, target failure and hard negative on the same training task, side by side."""
+    rows = ["# Expert vs the target's failure vs the failure agent's hard negative\n"]
+    picked = [g for g in groups if g["a"] and g["hard"]][:n]
+    for g in picked:
+        e, f, h = g["expert"], g["a"][0][1], max(g["hard"], key=lambda t: t["reward"])
+        rows.append(f"## {e['task']['id']}\n\n{e['messages'][0]}\n")
+        rows.append(f"| turn | expert (r={e['reward']:.2f}) | target failure (r={f['reward']:.2f}) | hard negative (r={h['reward']:.2f}) |")
+        rows.append("|---|---|---|---|")
+        for i in range(max(len(t["messages"]) // 2 for t in (e, f, h))):
+            cell = lambda t: t["messages"][2 * i + 1].replace("|", "\\|") if 2 * i + 1 < len(t["messages"]) else ""
+            rows.append(f"| {i + 1} | {cell(e)} | {cell(f)} | {cell(h)} |")
+        rows.append("")
+    if not picked:
+        rows.append("(no training task had both a target failure and a hard negative in this iteration)")
+    RunDir._write(path, "\n".join(rows) + "\n")
+
+
+def results_table(records: list) -> str:
+    """The final evaluation of each method, from metrics.jsonl."""
+    last = {}
+    for r in records:
+        if r["phase"].endswith("evaluate"):
+            last[r["phase"].split("/")[0]] = r
+    lines = ["| method | seen reward | unseen reward | seen success % | unseen success % |", "|---|---|---|---|---|"]
+    for m, r in last.items():
+        s, u = r["test_seen"], r["test_unseen"]
+        lines.append(f"| {m} | {s['reward']:.1f} | {u['reward']:.1f} | {100 * s['success']:.1f} | {100 * u['success']:.1f} |")
+    return "\n".join(lines)
+
+
+# -----------------------------------------------------------------------------------------------------------
+def run_method(cfg: Config, method: str, run: RunDir, data: dict, renderer, sft_path: str) -> None:
+    """Steps 1-7 for ETO or co-evolution, K times, starting both agents from the SFT checkpoint."""
+    target = M.load_checkpoint(sft_path, device=cfg.device)[0]
+    failure = M.load_checkpoint(sft_path, device=cfg.device)[0] if method == "coevo" else None
+    experts, tasks = data["experts"], [e["task"] for e in data["experts"]]
+    for k in range(1, cfg.iterations + 1):
+        tag = f"{method}/{k}"
+        ref_path = sft_path if cfg.reference == "sft" else ""
+        # 1. Explore: the target (greedy + optional samples) and the failure agent (samples) on the expert tasks
+        own = json_phase(run, f"{tag}/1_explore_target", lambda: logged(run, f"{tag}/1_explore_target", explore(
+            cfg, target, renderer, tasks, cfg.target_samples, cfg.target_temperature, phase_seed(cfg, f"{tag}/1t"), "target", greedy_too=True)))
+        hard = []
+        if method == "coevo":
+            fails = json_phase(run, f"{tag}/1_explore_failure", lambda: logged(run, f"{tag}/1_explore_failure", explore(
+                cfg, failure, renderer, tasks, cfg.failure_samples, cfg.failure_temperature, phase_seed(cfg, f"{tag}/1f"), "failure")))
+            if cfg.failure_agent != "frozen":  # frozen: hard negatives come from the untrained SFT model
+                # 2. Failure-agent pairs from both agents' failures on the same task (positive: successes too)
+                pairs = build_failure_pairs(own, fails, cfg.failure_min_gap, cfg.failure_within_agent,
+                                            keep_successes=cfg.failure_agent == "positive")
+                # 3. Update the failure agent with DPO on those pairs (reference: itself before the update)
+                pool, items = to_pool(pairs, "pairs")
+                model_phase(run, f"{tag}/3_update_failure", failure, renderer, lambda: preference_update(
+                    cfg, failure, renderer, pool, items, failure_loss(cfg), cfg.failure_lr, run, f"{tag}/3_update_failure",
+                    ref_path))
+            # 4. Hard negatives: failures sampled from the updated failure agent
+            hard = fails if not cfg.regenerate_hard_negatives else json_phase(
+                run, f"{tag}/4_hard_negatives", lambda: logged(run, f"{tag}/4_hard_negatives", explore(
+                    cfg, failure, renderer, tasks, cfg.failure_samples, cfg.failure_temperature, phase_seed(cfg, f"{tag}/4"), "failure")))
+        # 5. Target pairs: (a) expert vs own failure, (b) expert vs hard negative, (c) failure vs failure
+        groups = build_target_groups(cfg, experts, own, hard, method)
+        if method == "coevo":
+            write_transcripts(run.file("transcripts.md"), groups)
+        # 6. Update the target: ETO is pure DPO on (a); co-evolution weighs every term by its coefficient
+        coefs = (1.0, 0.0, 0.0, 0.0) if method == "eto" else (cfg.dpo_coef, cfg.hn_coef, cfg.sft_coef, cfg.ff_coef)
+        pool, items = to_pool(groups, "groups")
+        model_phase(run, f"{tag}/6_update_target", target, renderer, lambda: preference_update(
+            cfg, target, renderer, pool, items, target_loss(cfg, coefs), cfg.target_lr, run, f"{tag}/6_update_target", ref_path))
+        # 7. Evaluate the target greedily on seen and unseen test tasks
+        json_phase(run, f"{tag}/7_evaluate", lambda: logged(run, f"{tag}/7_evaluate", evaluate(
+            cfg, target, renderer, data, 0, f"{tag} eval")))
+
+
+def logged(run: RunDir, phase: str, result):
+    """Record a phase's result (exploration statistics or evaluation) in metrics.jsonl and pass it on."""
+    if isinstance(result, list):
+        run.log(phase, **exploration_stats(result))
+    else:
+        run.log(phase, **result)
+    summary = run.pending[-1]
+    tqdm.write(f"[{phase}] " + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
+                                          for k, v in summary.items() if k != "phase" and not isinstance(v, list)))
+    return result
+
+
+def main(cfg: Config) -> str:
+    """Step 0 once, then each method from the same SFT checkpoint; returns the results table."""
+    check_config(cfg)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    path = cfg.resume or os.path.join(cfg.out_dir, cfg.name or f"{cfg.env}-{cfg.method}-seed{cfg.seed}")
+    run, t0 = RunDir(path, cfg, resume=bool(cfg.resume)), time.time()
+    try:
+        data = make_data(cfg)
+        renderer = build_renderer(cfg, data)
+        torch.manual_seed(phase_seed(cfg, "init"))
+        base = new_model(cfg, renderer)
+        print(f"coevo: {cfg.env}, {len(data['train'])} train tasks ({len(data['experts'])} with experts), "
+              f"{sum(p.numel() for p in base.parameters()) / 1e6:.2f}M parameters, run dir {path}")
+        # 0. SFT: behaviour-clone the expert trajectories; both agents start here
+        model_phase(run, "sft/0_train", base, renderer, lambda: sft(cfg, base, renderer, data["experts"], run, "sft/0_train"))
+        json_phase(run, "sft/7_evaluate", lambda: logged(run, "sft/7_evaluate", evaluate(cfg, base, renderer, data, 0, "sft eval")))
+        sft_path = run.file("ckpt", "sft_0_train")
+        for method in ("eto", "coevo") if cfg.method == "compare" else [cfg.method] if cfg.method != "sft" else []:
+            run_method(cfg, method, run, data, renderer, sft_path)
+        table = results_table(run.metrics())
+        minutes = (time.time() - t0) / 60
+        RunDir._write(run.file("summary.md"), f"# {path}\n\n{table}\n\nAverage reward x100 and success rate, greedy "
+                      f"decoding, {cfg.n_test} tasks per split. Wall time of this invocation: {minutes:.1f} min.\n")
+        print(f"\n{table}\n\n({minutes:.1f} min; details in {path}/metrics.jsonl, summary.md, transcripts.md)")
+        return table
+    finally:
+        run.release()
+
+
+def sweep(cfg: Config) -> None:
+    """--seeds: the same run per seed, then mean and spread (sample std) of each method's final numbers."""
+    results = {}
+    for s in [int(x) for x in cfg.seeds.split(",")]:
+        c = dataclasses.replace(cfg, seed=s, seeds="", name=f"{cfg.name or cfg.env + '-' + cfg.method}-seed{s}")
+        main(c)
+        path = os.path.join(c.out_dir, c.name)
+        for line in results_table([json.loads(l) for l in open(os.path.join(path, "metrics.jsonl"))]).splitlines()[2:]:
+            cells = [x.strip() for x in line.strip("|").split("|")]
+            results.setdefault(cells[0], []).append([float(x) for x in cells[1:]])
+    print(f"\nover seeds {cfg.seeds}: mean ± std")
+    print("| method | seen reward | unseen reward | seen success % | unseen success % |\n|---|---|---|---|---|")
+    for m, rows in results.items():
+        cols = list(zip(*rows))
+        fmt = lambda xs: f"{sum(xs) / len(xs):.1f} ± {(sum((x - sum(xs) / len(xs)) ** 2 for x in xs) / max(1, len(xs) - 1)) ** 0.5:.1f}"
+        print(f"| {m} | " + " | ".join(fmt(c) for c in cols) + " |")
+
+
+if __name__ == "__main__":
+    config = parse_config()
+    if config.resume:  # the saved configuration wins: a resumed run must be the same run
+        if not os.path.isfile(os.path.join(config.resume, "config.json")):
+            sys.exit(f"coevo: --resume {config.resume!r} is not a run directory (no config.json in it)")
+        saved = json.load(open(os.path.join(config.resume, "config.json")))
+        config = Config(**{**saved, "resume": config.resume})
+    sweep(config) if config.seeds else main(config)

@@ -1,0 +1,187 @@
+"""What this teaches: how the co-evolution loop builds its preference pairs (ETO's rules, the failure agent's
+pairs), that an update moves the policy but never the reference, and that a run is reproducible: the same
+seed gives the same metrics, and a run killed anywhere and resumed ends exactly where an uninterrupted run ends.
+
+Run: python -m pytest -q tests/test_coevo.py   (tiny "smoke" runs; about a minute on 2 CPU cores)
+"""
+import dataclasses
+import json
+import os
+
+import pytest
+import torch
+
+import coevo
+import envs
+import losses
+import model as M
+
+
+def traj(task_id, reward, actions=("a",), success=None):
+    """A hand-made trajectory record: only what pair construction looks at."""
+    msgs = ["obs"]
+    for a in actions:
+        msgs += [a, "obs"]
+    return {"task": {"id": task_id}, "messages": msgs, "reward": reward,
+            "success": reward == 1.0 if success is None else success, "end": "wrong", "n_invalid": 0}
+
+
+# ---------------------------------------------------------------------------------------------- pair rules
+def test_eto_pairs_drop_ties_flip_and_truncate():
+    expert = traj("t", 1.0, actions=("x", "y"))
+    tie = traj("t", 1.0, actions=("z",))                      # agent also succeeds: no preference, dropped
+    long_fail = traj("t", 0.3, actions=[f"a{i}" for i in range(10)])
+    pairs = coevo.build_eto_pairs(expert, [tie, long_fail], truncate_turns=5)
+    assert len(pairs) == 1
+    chosen, rejected = pairs[0]
+    assert chosen is expert and len(rejected["messages"][1::2]) == 2 + 5   # expert's 2 turns + 5
+    # an imperfect expert beaten by the agent: the pair is flipped, the expert becomes the rejected side
+    weak_expert, better = traj("t", 0.5), traj("t", 0.8)
+    (c, r), = coevo.build_eto_pairs(weak_expert, [better], truncate_turns=5)
+    assert c is better and r["reward"] == 0.5
+
+
+def test_failure_pairs_gap_successes_and_tasks():
+    tgt = [traj("u", 0.5, ("a",)), traj("u", 1.0, ("s",)), traj("v", 0.2, ("b",))]
+    fail = [traj("u", 0.8, ("c",)), traj("u", 0.55, ("d",)), traj("v", 0.9, ("e",)), traj("w", 0.7, ("f",))]
+    pairs = coevo.build_failure_pairs(tgt, fail, min_gap=0.1, within_agent=False)
+    rewards = sorted((c["reward"], r["reward"]) for c, r in pairs)
+    # u: 0.8>0.5 kept, 0.55 vs 0.5 below the gap; v: 0.9>0.2; successes (1.0) never appear; w has no partner
+    assert rewards == [(0.8, 0.5), (0.9, 0.2)]
+    assert all(c["task"]["id"] == r["task"]["id"] for c, r in pairs)
+    assert all(c["reward"] > r["reward"] + 0.1 for c, r in pairs)
+    # the positive-agent ablation keeps successes as chosen
+    pos = coevo.build_failure_pairs(tgt, fail, min_gap=0.1, within_agent=False, keep_successes=True)
+    assert any(c["success"] for c, _ in pos)
+    # within-agent pairs add (0.8, 0.55) from the failure agent's own failures
+    within = coevo.build_failure_pairs(tgt, fail, min_gap=0.1, within_agent=True)
+    assert (0.8, 0.55) in [(c["reward"], r["reward"]) for c, r in within]
+
+
+def test_target_groups_kinds():
+    cfg = coevo.Config(hn_threshold=0.6, ff_coef=1.0)
+    expert = dict(traj("u", 1.0, ("x",)), agent="expert")
+    own = [traj("u", 0.3, ("a",)), traj("u", 0.7, ("b",))]
+    hard = [traj("u", 0.9, ("c",)), traj("u", 0.4, ("d",)), traj("u", 1.0, ("e",))]
+    (g,) = coevo.build_target_groups(cfg, [expert], own, hard, "coevo")
+    assert [r["reward"] for _, r in g["a"]] == [0.3, 0.7]
+    assert [h["reward"] for h in g["hard"]] == [0.9]            # below threshold and the success are dropped
+    assert [(c["reward"], r["reward"]) for c, r in g["c"]] == [(0.7, 0.3)]
+    (g,) = coevo.build_target_groups(cfg, [expert], own, hard, "eto")
+    assert g["hard"] == [] and g["c"] == []                     # ETO: pairs (a) only
+
+
+# ---------------------------------------------------------------------------------------------- one update
+def test_target_update_moves_policy_not_reference(tmp_path):
+    cfg = coevo.Config(preset="smoke", **coevo.PRESETS["smoke"], out_dir=str(tmp_path), env="shop")
+    data = coevo.make_data(cfg)
+    renderer = coevo.build_renderer(cfg, data)
+    torch.manual_seed(0)
+    policy = coevo.new_model(cfg, renderer)
+    e = data["experts"][0]
+    fail = envs.replay(e["task"], ["search[nothing]"] * 2)
+    groups = [{"expert": e, "a": [(e, fail)], "hard": [], "c": []}]
+    pool, items = coevo.to_pool(groups, "groups")
+    seqs = [renderer.render(t["messages"]) for t in pool]
+    M.save_checkpoint(str(tmp_path / "ref"), policy, renderer)
+    ref_before = coevo.reference_logps(cfg, policy, renderer, seqs)
+    run = coevo.RunDir(str(tmp_path / "run"), cfg, resume=False)
+    coevo.preference_update(dataclasses.replace(cfg, dpo_epochs=3), policy, renderer, pool, items,
+                            coevo.target_loss(cfg, (1.0, 0.0, 0.0, 0.0)), 1e-2, run, "t", str(tmp_path / "ref"))
+    after = coevo.reference_logps(cfg, policy, renderer, seqs)
+    ref_model = M.load_checkpoint(str(tmp_path / "ref"))[0]
+    # the policy's margin (chosen - rejected) grew; the saved reference still scores exactly as before
+    assert (after[0] - after[1]) > (ref_before[0] - ref_before[1])
+    assert torch.equal(coevo.reference_logps(cfg, ref_model, renderer, seqs), ref_before)
+    run.release()
+
+
+# ---------------------------------------------------------------------------------------------- whole runs
+def smoke(tmp_path, name, **kw):
+    return coevo.Config(**{**coevo.PRESETS["smoke"], "preset": "smoke", "out_dir": str(tmp_path), "name": name, **kw})
+
+
+@pytest.mark.parametrize("kw", [
+    dict(method="sft"), dict(method="eto"), dict(method="coevo"),
+    dict(method="coevo", failure_agent="frozen"), dict(method="coevo", failure_agent="positive"),
+    dict(method="coevo", hn_coef=0.0), dict(method="coevo", ff_coef=0.5, listwise=True),
+    dict(method="coevo", reference="sft", regenerate_hard_negatives=False, hn_threshold=0.5, failure_within_agent=True),
+    dict(method="coevo", env="lab"), dict(method="coevo", env="sql"),
+])
+def test_every_method_and_ablation_runs(tmp_path, kw):
+    cfg = smoke(tmp_path, "r", **kw)
+    table = coevo.main(cfg)
+    run = tmp_path / "r"
+    records = [json.loads(l) for l in open(run / "metrics.jsonl")]
+    assert "sft" in table and any(r["phase"].endswith("7_evaluate") for r in records)
+    assert (run / "summary.md").exists() and not (run / ".lock").exists()
+    if cfg.method == "coevo":
+        assert (run / "transcripts.md").exists()
+        assert (run / "ckpt" / "coevo_1_6_update_target" / "model.safetensors").exists()
+        assert any(r["phase"] == "coevo/1_explore_failure" and "hard_negative_share" in r for r in records)
+
+
+def test_same_seed_same_metrics(tmp_path):
+    for name in ("a", "b"):
+        coevo.main(smoke(tmp_path, name, method="compare"))
+    assert open(tmp_path / "a" / "metrics.jsonl").read() == open(tmp_path / "b" / "metrics.jsonl").read()
+
+
+class Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("kill_at", ["finish:3", "finish:8", "dpo:2"])
+def test_kill_and_resume_equals_uninterrupted(tmp_path, monkeypatch, kill_at):
+    """A kill after a phase is written (finish:N) or in the middle of an update (dpo:N) loses nothing."""
+    coevo.main(smoke(tmp_path, "whole", method="compare"))
+    where, n = kill_at.split(":")
+    calls = {"n": 0}
+    target = (coevo.RunDir, "finish") if where == "finish" else (losses, "dpo_loss")
+    original = getattr(*target)
+
+    def dying(*a, **kw):
+        calls["n"] += 1
+        if calls["n"] > int(n):
+            raise Killed
+        return original(*a, **kw)
+    monkeypatch.setattr(*target, dying)
+    with pytest.raises(Killed):
+        coevo.main(smoke(tmp_path, "killed", method="compare"))
+    monkeypatch.setattr(*target, original)
+    (tmp_path / "killed" / ".lock").write_text("999999999")   # a real kill leaves its lock behind (stale pid)
+    saved = json.load(open(tmp_path / "killed" / "config.json"))
+    coevo.main(coevo.Config(**{**saved, "resume": str(tmp_path / "killed")}))
+    assert open(tmp_path / "killed" / "metrics.jsonl").read() == open(tmp_path / "whole" / "metrics.jsonl").read()
+
+
+def test_lock_refuses_a_second_writer(tmp_path):
+    cfg = smoke(tmp_path, "r")
+    first = coevo.RunDir(str(tmp_path / "r"), cfg, resume=False)
+    with pytest.raises(SystemExit, match="another process"):
+        coevo.RunDir(str(tmp_path / "r"), cfg, resume=True)
+    first.release()
+
+
+def test_bad_configuration_is_refused_before_work(tmp_path):
+    for kw, msg in [(dict(env="chess"), "--env"), (dict(method="ppo"), "--method"), (dict(n_expert=10**6), "--n-expert"),
+                    (dict(failure_temperature=-1.0), "--failure-temperature"), (dict(hn_coef=-0.5), "--hn-coef"),
+                    (dict(failure_agent="twin"), "--failure-agent"), (dict(reference="base"), "--reference")]:
+        with pytest.raises(SystemExit, match=msg):
+            coevo.main(smoke(tmp_path, "bad", **kw))
+    assert not (tmp_path / "bad").exists()
+    with pytest.raises(SystemExit, match="not a run directory"):
+        coevo.main(smoke(tmp_path, "x", resume=str(tmp_path)))
+
+
+def test_non_finite_loss_stops_naming_the_phase(tmp_path, monkeypatch):
+    monkeypatch.setattr(losses, "nll_loss", lambda logps, n: logps * float("nan"))
+    with pytest.raises(SystemExit, match="sft/0_train"):
+        coevo.main(smoke(tmp_path, "nan", method="sft"))
+    assert not (tmp_path / "nan" / "ckpt" / "sft_0_train").exists()
+
+
+def test_cli_flags_come_from_the_config():
+    cfg = coevo.parse_config(["--env", "lab", "--hn-coef", "0", "--listwise", "--preset", "smoke", "--iterations", "2"])
+    assert (cfg.env, cfg.hn_coef, cfg.listwise, cfg.iterations, cfg.n_train) == ("lab", 0.0, True, 2, coevo.PRESETS["smoke"]["n_train"])
+    assert coevo.parse_config(["--compare"]).method == "compare"
