@@ -236,41 +236,35 @@ class Transformer(nn.Module):
 
 
 class KVCache:
-    """Rotated keys and values of every layer for B rows of different lengths (a row is one episode).
-    Buffers are (B, KV, capacity, hd); row b's valid entries are [0, lens[b]) on the third axis. The capacity doubles when full,
-    so growing an episode token by token costs amortised linear time, never a copy of the transcript per token."""
+    """Rotated keys and values of every layer for B rows of different lengths (a row is one episode). Buffers
+    are (B, KV, capacity, hd); row b's valid entries are [0, lens[b]) on axis 2. The capacity doubles when
+    full, so an episode grown token by token costs amortised linear time, never a re-run of its transcript."""
     def __init__(self, n_layers: int, device):
-        self.k, self.v = [None] * n_layers, [None] * n_layers
+        self.k, self.v = [None] * n_layers, [None] * n_layers  # allocated on first write, in autocast's dtype
         self.lens = torch.zeros(0, dtype=torch.long, device=device)  # (B,)
         self.capacity, self.S = 0, 0
 
+    def _each(self, fn):  # apply fn to every allocated key and value buffer
+        self.k, self.v = [[b if b is None else fn(b) for b in bufs] for bufs in (self.k, self.v)]
+
     def add_rows(self, n: int):  # new episodes join with empty history
         self.lens = torch.cat([self.lens, self.lens.new_zeros(n)])
-        for bufs in (self.k, self.v):
-            for i, b in enumerate(bufs):
-                if b is not None:
-                    bufs[i] = torch.cat([b, b.new_zeros(n, *b.shape[1:])])
+        self._each(lambda b: torch.cat([b, b.new_zeros(n, *b.shape[1:])]))
 
     def keep(self, rows: torch.Tensor):  # compaction: finished episodes leave the batch
         self.lens = self.lens[rows]
-        for bufs in (self.k, self.v):
-            for i, b in enumerate(bufs):
-                if b is not None:
-                    bufs[i] = b[rows]
+        self._each(lambda b: b[rows])
 
     def reserve(self, T: int) -> int:  # room for T more tokens in every row; returns S, the keys to attend over
         self.S = (int(self.lens.max()) if len(self.lens) else 0) + T
         if self.S > self.capacity:
             self.capacity = max(self.S, 2 * self.capacity)
-            for bufs in (self.k, self.v):
-                for i, b in enumerate(bufs):
-                    if b is not None:
-                        bufs[i] = torch.cat([b, b.new_zeros(*b.shape[:2], self.capacity - b.shape[2], b.shape[3])], 2)
+            self._each(lambda b: torch.cat([b, b.new_zeros(*b.shape[:2], self.capacity - b.shape[2], b.shape[3])], 2))
         return self.S
 
     def write(self, layer: int, k, v):  # k, v: (B, T, KV, hd), written at positions lens[b] .. lens[b]+T-1
         B, T, KV, hd = k.shape
-        if self.k[layer] is None:  # allocated on first use, in the dtype autocast gives the activations
+        if self.k[layer] is None:
             self.k[layer], self.v[layer] = k.new_zeros(B, KV, self.capacity, hd), v.new_zeros(B, KV, self.capacity, hd)
         pos = self.lens[:, None] + torch.arange(T, device=k.device)  # (B, T)
         rows = torch.arange(B, device=k.device)[:, None]
@@ -443,7 +437,10 @@ def rollout(model, renderer, make_env, tasks, *, temperature=0.0, top_p=1.0, gen
                          f"max_action_tokens={max_action_tokens} batch_size={batch_size}")
     if model.cfg.vocab_size < renderer.vocab_size:
         raise ValueError(f"rollout: model vocab {model.cfg.vocab_size} < tokenizer vocab {renderer.vocab_size}")
-    device = next(model.parameters()).device
+    on = next(model.parameters()).device  # the model's device: moving the model is the caller's choice
+    if device is not None and torch.device(device).type != on.type:
+        raise ValueError(f"rollout: device={device!r} but the model is on {on}; move the model first")
+    device = on
     max_pos = model.cfg.max_position_embeddings
     banned = torch.zeros(model.cfg.vocab_size, dtype=torch.bool, device=device)
     banned[renderer.banned_ids] = True

@@ -8,7 +8,7 @@
 - the model can overfit a few trajectories (and then replays them in the environment);
 - RoPE scaling, GQA interleaving and the Qwen-style switches do what their Hugging Face counterparts do.
 
-Run: .venv/bin/python -m pytest -q tests/test_model.py   (about 20 s on 2 CPU cores; the transformers parity
+Run: .venv/bin/python -m pytest -q tests/test_model.py   (about 6 s on one CPU thread; the transformers parity
 test runs only where transformers is importable, e.g. PYTHONPATH=/tmp/hfsite)
 """
 import os
@@ -53,6 +53,16 @@ def oracle(task):
     for w in task["words"]:
         messages += [w, env.step(w)[0]]
     return messages
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # tiny models are all small ops: on a busy 2-core machine two threads waiting for each other at every op
+    # are ~10x slower than one, so this file runs on one thread (and gives the setting back afterwards)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
