@@ -325,7 +325,8 @@ def build_tokenizer(texts) -> Tokenizer:
 # episode start), "observation" every later one (it also holds the prompt that says an action comes next),
 # "action" an action: its suffix must be ONE token, which is also the first of "stop" (rollouts emit it to
 # close a truncated action). "stop": tokens that end an action when the model emits them.
-# Open models' formats (ChatML, Llama-3, Zephyr, Mistral) are added here by the loader at the bottom.
+# Open models' formats (ChatML, Llama-3, Zephyr, Mistral) depend on their tokenizer's BOS/EOS, so the loader at
+# the bottom fills one in and hands it to the Renderer as `spec`; checkpoints store the spec they were saved with.
 CHAT_FORMATS = {
     "plain": {"first": "<bos>{text}<act>", "observation": "{text}<act>", "action": "{text}<eoa>", "stop": ["<eoa>"]},
 }
@@ -334,20 +335,24 @@ CHAT_FORMATS = {
 class Renderer:
     """Turns messages [obs_0, act_1, obs_1, ..., act_n(, obs_n)] into token ids and an action mask. It is the
     single path from text to tokens for SFT, DPO and rollouts, so what is trained is exactly what is sampled."""
-    def __init__(self, tokenizer: Tokenizer, chat_format: str = "plain"):
-        if chat_format not in CHAT_FORMATS:
+    def __init__(self, tokenizer: Tokenizer, chat_format: str = "plain", spec: dict | None = None):
+        # spec: a format not in CHAT_FORMATS (e.g. one filled in for an open tokenizer); checkpoints store it
+        if spec is None and chat_format not in CHAT_FORMATS:
             raise ValueError(f"unknown chat_format {chat_format!r}; known: {', '.join(sorted(CHAT_FORMATS))}")
-        fmt = CHAT_FORMATS[chat_format]
+        self.spec = dict(CHAT_FORMATS[chat_format] if spec is None else spec)
         self.tokenizer, self.chat_format, self.vocab_size = tokenizer, chat_format, tokenizer.get_vocab_size()
-        self.wrap = {kind: [self._encode(part) for part in fmt[kind].split("{text}")]
+        bad = [k for k in ("first", "observation", "action") if str(self.spec.get(k)).count("{text}") != 1]
+        if bad or not self.spec.get("stop"):
+            raise ValueError(f"chat_format {chat_format!r}: {bad or 'stop'} must hold '{{text}}' once / be a list")
+        self.wrap = {kind: [self._encode(part) for part in self.spec[kind].split("{text}")]
                      for kind in ("first", "observation", "action")}  # kind -> [prefix ids, suffix ids]
-        missing = [t for t in fmt["stop"] if tokenizer.token_to_id(t) is None]
+        missing = [t for t in self.spec["stop"] if tokenizer.token_to_id(t) is None]
         if missing:
             raise ValueError(f"chat_format {chat_format!r}: stop token(s) {missing} are not in the tokenizer")
-        self.stop_ids = {tokenizer.token_to_id(t) for t in fmt["stop"]}
-        self.action_end_id = tokenizer.token_to_id(fmt["stop"][0])
+        self.stop_ids = {tokenizer.token_to_id(t) for t in self.spec["stop"]}
+        self.action_end_id = tokenizer.token_to_id(self.spec["stop"][0])
         if self.wrap["action"] != [[], [self.action_end_id]]:
-            raise ValueError(f"chat_format {chat_format!r}: an action must be '{{text}}' plus one stop token")
+            raise ValueError(f"chat_format {chat_format!r}: an action must be '{{text}}' plus its first stop token")
         pad = tokenizer.token_to_id("<pad>")
         self.pad_id = self.action_end_id if pad is None else pad  # any id pads: padding is masked everywhere
         # special tokens never appear inside an action (they would break the transcript's structure)
@@ -587,7 +592,8 @@ def hf_config(cfg: ModelConfig, dtype: torch.dtype, renderer) -> dict:
                pad_token_id=renderer.pad_id)
     if kind != "llama":
         out.update(use_sliding_window=False, sliding_window=None)
-    out["coevo"] = {"chat_format": renderer.chat_format, "qk_norm": cfg.qk_norm, "format_version": 1}
+    out["coevo"] = {"chat_format": renderer.chat_format, "chat_format_spec": renderer.spec, "qk_norm": cfg.qk_norm,
+                    "format_version": 1}
     return out
 
 
@@ -660,7 +666,8 @@ def load_checkpoint(path, device="cpu") -> tuple:
                           qk_norm=extra.get("qk_norm", False))
     except (json.JSONDecodeError, TypeError, AttributeError) as e:
         raise ValueError(f"{path / 'config.json'}: not a valid model config ({e})") from e
-    renderer = Renderer(Tokenizer.from_file(str(path / "tokenizer.json")), extra.get("chat_format", "plain"))
+    renderer = Renderer(Tokenizer.from_file(str(path / "tokenizer.json")), extra.get("chat_format", "plain"),
+                        extra.get("chat_format_spec"))
     tensors = _read_tensors(path / "model.safetensors")
     # built on the meta device: no time spent on random init, and torch's global RNG is left untouched
     with torch.device("meta"):

@@ -211,6 +211,18 @@ def test_save_load_is_bit_exact_and_replaces_atomically(tmp_path, renderer):
     assert r2.tokenizer.get_vocab() == renderer.tokenizer.get_vocab() and r2.chat_format == "plain"
 
 
+def test_a_custom_chat_format_travels_with_the_checkpoint(tmp_path, renderer):
+    # a format that is in no registry (as the loader makes for open tokenizers): the checkpoint must carry it
+    spec = {"first": "<bos>{text}<act>", "observation": "<eos>{text}<act>", "action": "{text}<eoa>", "stop": ["<eoa>"]}
+    custom = M.Renderer(renderer.tokenizer, "custom", spec)
+    M.save_checkpoint(tmp_path / "ckpt", tiny(renderer.vocab_size), custom)
+    _, loaded = M.load_checkpoint(tmp_path / "ckpt")
+    messages = oracle(make_tasks(1)[0])
+    assert loaded.chat_format == "custom" and loaded.render(messages) == custom.render(messages) != renderer.render(messages)
+    with pytest.raises(ValueError, match="text"):
+        M.Renderer(renderer.tokenizer, "broken", {**spec, "observation": "<act>"})
+
+
 def _corrupt_missing_file(d):
     (d / "tokenizer.json").unlink()
     return "tokenizer.json"
