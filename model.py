@@ -1,6 +1,7 @@
 """model.py: a small Llama-family transformer and everything an agent needs around it, top to bottom:
 blocks, config, model, tokenizer and transcript rendering, batched multi-turn rollouts with a KV cache,
-action log-probs, checkpoint I/O (and, at the very bottom, the loader for open checkpoints).
+action log-probs, checkpoint I/O, and at the very bottom `load_pretrained` for open checkpoints (its code is
+in loader.py).
 
 Tensor letters used in shape comments: B rows (episodes or sequences), T tokens fed in one call, S cached key
 positions, V vocabulary, D hidden size, H query heads, KV key/value heads, hd head dimension, N counted tokens.
@@ -94,7 +95,8 @@ class Attention(nn.Module):
         super().__init__()
         D, H, KV, hd = cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.hd
         self.H, self.KV, self.hd = H, KV, hd
-        self.q_proj = nn.Linear(D, H * hd, bias=cfg.attention_bias)  # Qwen2 has q,k,v biases; nobody has o bias
+        # attention_bias: Qwen2's q,k,v biases (HF Llama's flag of that name would also bias o_proj; ours never)
+        self.q_proj = nn.Linear(D, H * hd, bias=cfg.attention_bias)
         self.k_proj = nn.Linear(D, KV * hd, bias=cfg.attention_bias)
         self.v_proj = nn.Linear(D, KV * hd, bias=cfg.attention_bias)
         self.o_proj = nn.Linear(H * hd, D, bias=False)
@@ -597,12 +599,10 @@ def hf_config(cfg: ModelConfig, dtype: torch.dtype, renderer) -> dict:
     return out
 
 
-def _fsync(path: Path):
+def _fsync(path: Path):  # data (or a folder's entries) on disk before the rename makes it visible
     fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    os.fsync(fd)
+    os.close(fd)
 
 
 def save_checkpoint(path, model, renderer) -> None:
@@ -664,10 +664,13 @@ def load_checkpoint(path, device="cpu") -> tuple:
         extra = meta.get("coevo", {})
         cfg = ModelConfig(**{f.name: meta[f.name] for f in fields(ModelConfig) if f.name in meta},
                           qk_norm=extra.get("qk_norm", False))
-    except (json.JSONDecodeError, TypeError, AttributeError) as e:
+    except (ValueError, TypeError, AttributeError) as e:  # bad JSON, unknown or inconsistent fields
         raise ValueError(f"{path / 'config.json'}: not a valid model config ({e})") from e
-    renderer = Renderer(Tokenizer.from_file(str(path / "tokenizer.json")), extra.get("chat_format", "plain"),
-                        extra.get("chat_format_spec"))
+    try:
+        tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+    except Exception as e:  # tokenizers raises a bare Exception for unreadable files
+        raise ValueError(f"{path / 'tokenizer.json'}: cannot read it ({e})") from e
+    renderer = Renderer(tokenizer, extra.get("chat_format", "plain"), extra.get("chat_format_spec"))
     tensors = _read_tensors(path / "model.safetensors")
     # built on the meta device: no time spent on random init, and torch's global RNG is left untouched
     with torch.device("meta"):
@@ -680,3 +683,12 @@ def load_checkpoint(path, device="cpu") -> tuple:
 
 # -----------------------------------------------------------------------------------------------------------
 # Loading open checkpoints (Hugging Face layout): load_pretrained(path, dtype, device) -> (model, renderer)
+# The code lives in loader.py (config translation, strict streamed safetensors, stop ids, open chat formats);
+# this is its public entry point, imported late because loader.py itself imports this module.
+def load_pretrained(path, dtype=torch.float32, device="cpu", chat_format=None) -> tuple:
+    """(model in eval mode, renderer) from a Hugging Face-layout folder of the Llama family (Llama 2/3.x,
+    SmolLM2, TinyLlama, Mistral, Qwen2/2.5, Qwen3): config.json, model.safetensors or shards, tokenizer.json.
+    chat_format: None detects it from the tokenizer (chatml, llama3, zephyr, mistral, base). `model(ids)` on
+    (B, T) ids gives (B, T, V) logits; V may exceed renderer.vocab_size (padded rows; rollout never samples them)."""
+    import loader
+    return loader.load_pretrained(path, dtype=dtype, device=device, chat_format=chat_format)

@@ -280,6 +280,8 @@ def test_overfits_a_few_trajectories_then_replays_them(renderer):
     trajs = M.rollout(model, renderer, EchoEnv, tasks)
     assert all(t["success"] and t["end"] == "success" for t in trajs)
     assert all(t["messages"] == oracle(task) for t, task in zip(trajs, tasks))
+    # rollouts and training share one rendering: the tokens fed while playing are the tokens trained on
+    assert all((t["ids"], t["mask"]) == renderer.render(t["messages"]) for t in trajs)
 
 
 def test_llama3_scaling_changes_only_low_frequencies():
@@ -336,6 +338,9 @@ def test_switches_produce_hugging_face_parameter_names():
     assert shapes(tie_word_embeddings=False)["lm_head.weight"] == (30, 32)
     with pytest.raises(ValueError, match="num_key_value_heads"):
         M.ModelConfig(num_attention_heads=4, num_key_value_heads=3)
+    if not torch.cuda.is_available():  # asking for a GPU that is not there is an error, not a silent CPU run
+        with pytest.raises(ValueError, match="cuda"):
+            M.pick_device("cuda")
 
 
 @pytest.mark.parametrize("kw", [{}, {"tie_word_embeddings": False, "head_dim": 16, "rope_scaling": {
