@@ -17,14 +17,19 @@ Run: .venv/bin/python -m pytest -q tests/test_loader.py
 """
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from loader_draft import config_from_hf, load_pretrained
+import model as M
+from loader import config_from_hf
+from model import load_pretrained  # the public entry point; its code is in loader.py
 
 FIXTURES = Path(__file__).parent / "fixtures"
 NAMES = ["llama3", "llama3_oldcfg", "llama_tied", "qwen2", "qwen3", "mistral"]
@@ -317,3 +322,57 @@ def test_stop_ids_are_the_union_of_all_declared_eos():
 def test_unknown_chat_format_is_refused():
     with pytest.raises(ValueError, match="chat_format 'alpaca'"):
         load_pretrained(FIXTURES / "qwen2", chat_format="alpaca")
+
+
+# -----------------------------------------------------------------------------
+# a fine-tuned open model is saved with save_checkpoint and must come back with its own format
+
+def test_same_name_formats_keep_their_own_stop_tokens():
+    # both are "chatml", but Qwen2's files also declare <|endoftext|> as a stop token and Qwen3's do not.
+    # A registry keyed by name would let the second load rewrite the first renderer's format.
+    _, r2 = load_pretrained(FIXTURES / "qwen2")
+    _, r3 = load_pretrained(FIXTURES / "qwen3")
+    assert r2.chat_format == r3.chat_format == "chatml"
+    assert "<|endoftext|>" in r2.spec["stop"] and "<|endoftext|>" not in r3.spec["stop"]
+    assert len(r2.stop_ids) == 2 and len(r3.stop_ids) == 1
+    assert set(M.CHAT_FORMATS) == {"plain"}  # loading an open checkpoint registers nothing
+
+
+RELOAD = """
+import json, sys, torch
+import model as M
+out = {}
+for path in sys.argv[1:]:
+    model, renderer = M.load_checkpoint(path)
+    ids, mask = renderer.render(json.loads(open(path + "/messages.json").read()))
+    with torch.no_grad():
+        logits = model(torch.tensor([ids]))
+    out[path] = {"ids": ids, "mask": mask, "stop_ids": sorted(renderer.stop_ids), "format": renderer.chat_format,
+                 "logits": logits.flatten().tolist()}
+print(json.dumps(out))
+"""
+
+
+def test_saved_open_model_reloads_in_a_fresh_process(tmp_path):
+    # a fresh process knows none of the loader's formats: the checkpoint alone must rebuild the renderer
+    # (llama3: BOS in the format and llama3 RoPE scaling; qwen2: chatml with two stop tokens, q/k/v biases)
+    messages = ["you are in a shop. buy blue shoes.", "search[blue shoes]", "item 3: blue shoes", "click[item 3]"]
+    before = {}
+    for name in ("llama3", "qwen2"):
+        model, renderer = load_pretrained(FIXTURES / name)
+        path = str(tmp_path / name)
+        M.save_checkpoint(path, model, renderer)
+        (tmp_path / name / "messages.json").write_text(json.dumps(messages))
+        ids, mask = renderer.render(messages)
+        before[path] = {"ids": ids, "mask": mask, "stop_ids": sorted(renderer.stop_ids),
+                        "format": renderer.chat_format, "logits": logits_of(model, ids).flatten().tolist()}
+    root = Path(__file__).parent.parent
+    done = subprocess.run([sys.executable, "-c", RELOAD, *before], cwd=root, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    after = json.loads(done.stdout)
+    for path in before:
+        assert after[path]["format"] == before[path]["format"] != "plain"
+        assert after[path]["ids"] == before[path]["ids"] and after[path]["mask"] == before[path]["mask"]
+        assert after[path]["stop_ids"] == before[path]["stop_ids"]
+        assert after[path]["logits"] == before[path]["logits"]  # fp32 written and read back: bit-equal

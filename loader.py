@@ -1,4 +1,5 @@
-"""Draft of the open-checkpoint loader (issue 6); to be merged into the bottom of model.py.
+"""loader.py: open checkpoints in the Hugging Face layout, loaded into our own model. One job, kept out of model.py
+(which is long enough); `model.load_pretrained` is the public entry point and calls `load_pretrained` here.
 
 Loads a Hugging Face-layout folder of the Llama family (Llama 2/3.x, TinyLlama, SmolLM2, Mistral, Qwen2/2.5,
 Qwen3) into our own `Transformer`, whose parameter names are exactly the Hugging Face ones, so loading is a
@@ -6,8 +7,12 @@ config translation plus a strict, shape-checked copy of each tensor. No transfor
 comes from tokenizer.json through `tokenizers`, and the few chat formats are written out by hand below.
 
     model, renderer = load_pretrained("path/to/SmolLM2-135M-Instruct")   # fp32 on CPU by default
+    renderer = renderer_from_hf("path/to/SmolLM2-135M-Instruct")          # tokenizer and chat format only
 
-Everything here needs only `ModelConfig`, `Transformer`, `Renderer` and its `CHAT_FORMATS` from model.py.
+Everything here needs only `ModelConfig`, `Transformer` and `Renderer` from model.py. The chat format is filled
+in for the checkpoint's own tokenizer and handed to the Renderer as a spec (never put into the shared
+`model.CHAT_FORMATS`, where two tokenizers' "chatml" would overwrite each other); `save_checkpoint` stores that
+spec, so a fine-tuned open model reloads with exactly its format in a fresh process.
 """
 
 import json
@@ -18,7 +23,7 @@ import torch
 from safetensors import safe_open
 from tokenizers import Tokenizer
 
-from model import CHAT_FORMATS, ModelConfig, Renderer, Transformer
+from model import ModelConfig, Renderer, Transformer, pick_device
 
 # -----------------------------------------------------------------------------
 # config.json -> ModelConfig
@@ -222,7 +227,7 @@ def stop_ids_from_hf(path, tokenizer, config):
     return sorted(i for i in ids if tokenizer.id_to_token(i) is not None)
 
 
-# The open models' chat formats, written in the Renderer's terms (model.CHAT_FORMATS): "{text}" is the message;
+# The open models' chat formats, written in the Renderer's terms (as in model.CHAT_FORMATS): "{text}" is the message;
 # the text before and after it is encoded on its own, so the action mask is exact. An observation carries the
 # header of the assistant turn that follows it, so the model generates exactly the action text and then the
 # end-of-turn token (mask 1); headers are mask 0. "{bos}" is the tokenizer's BOS ("" if it adds none), "{eos}"
@@ -262,7 +267,7 @@ def detect_chat_format(tokenizer, tokenizer_config):
 
 
 def chat_format_for(chat_format, bos_token, eos_token, stop_tokens):
-    """One OPEN_CHAT_FORMATS entry filled in for this tokenizer, in model.CHAT_FORMATS' shape. Its stop list is
+    """One OPEN_CHAT_FORMATS entry filled in for this tokenizer: the Renderer's `spec`. Its stop list is
     the format's end-of-turn token first (the Renderer closes every action with it) plus every
     end-of-sequence token the checkpoint's files declare."""
     if chat_format not in OPEN_CHAT_FORMATS:
@@ -298,10 +303,9 @@ def renderer_from_hf(path, chat_format=None, config=None) -> Renderer:
     eos = eos or (tokenizer.id_to_token(stop_ids[0]) if stop_ids else None)  # else the lowest declared eos id
     chat_format = chat_format or detect_chat_format(tokenizer, tokenizer_config)
     spec = chat_format_for(chat_format, bos_token_of(tokenizer), eos, [tokenizer.id_to_token(i) for i in stop_ids])
-    # The Renderer looks formats up by name (the name is what save_checkpoint stores). MERGE: see the report;
-    # the filled-in spec must travel with saved checkpoints, since it depends on this tokenizer.
-    CHAT_FORMATS[chat_format] = spec
-    return Renderer(tokenizer, chat_format)
+    # The spec depends on this tokenizer (its BOS, its stop tokens), so it goes to this Renderer only, not into a
+    # registry by name: two checkpoints' "chatml" differ in stop tokens. save_checkpoint stores the spec.
+    return Renderer(tokenizer, chat_format, spec)
 
 
 # -----------------------------------------------------------------------------
@@ -333,6 +337,6 @@ def load_pretrained(path, dtype=torch.float32, device="cpu", chat_format=None):
     # there, then allocated once on the target device: each tensor is then copied straight into its place.
     with torch.device("meta"):
         model = Transformer(cfg)
-    model = model.to(dtype=dtype).to_empty(device=torch.device(device))
+    model = model.to(dtype=dtype).to_empty(device=pick_device(str(device)))  # cuda asked but absent: says so
     load_hf_weights_(model, files)  # strict: every parameter is overwritten, or it raises
     return model.eval(), renderer
