@@ -61,7 +61,7 @@ class Config:
     n_expert: int = 300  # training tasks that carry an expert trajectory (scarce ground truth)
     n_test: int = 200  # tasks in each of test_seen and test_unseen
     # --- model (toy size; ignored with --init-from)
-    init_from: str = ""  # a Hugging Face-layout folder to start from instead of a fresh toy model
+    init_from: str = ""  # Hugging Face-layout folder (Llama/Qwen/Mistral family) to start from; its config and tokenizer replace the toy ones (--hidden-size, --layers, --heads, --context are ignored)
     chat_format: str = ""  # chat format override for --init-from ("" = detect)
     hidden_size: int = 128  # model width
     layers: int = 4  # transformer blocks
@@ -267,20 +267,33 @@ def make_data(cfg: Config) -> dict:
 
 
 def build_renderer(cfg: Config, data: dict):
-    """The toy tokenizer is built from the environment's closed lexicon and the expert transcripts."""
+    """The toy tokenizer is built from the environment's closed lexicon and the expert transcripts. With
+    --init-from the checkpoint's own tokenizer and chat format replace it (read without touching the weights)."""
     if cfg.init_from:
-        return M.load_pretrained(cfg.init_from, chat_format=cfg.chat_format or None)[1]
+        import loader  # only open checkpoints need it
+        return loader.renderer_from_hf(cfg.init_from, chat_format=cfg.chat_format or None)
     texts = envs.lexicon(cfg.env) + [m for t in data["experts"] for m in t["messages"]]
     return M.Renderer(M.build_tokenizer(texts))
 
 
 def new_model(cfg: Config, renderer):
+    """A fresh toy model sized by the model flags, or with --init-from the checkpoint's model: its config.json
+    decides every size (the toy flags are ignored). Weights are fp32 either way: they are the master copy that
+    AdamW updates, and on cuda the matmuls run in bf16 under `autocast` (docs/open_checkpoints.md: memory)."""
     if cfg.init_from:
-        return M.load_pretrained(cfg.init_from, device=cfg.device)[0]
+        return M.load_pretrained(cfg.init_from, device=cfg.device, chat_format=cfg.chat_format or None)[0]
     mcfg = M.ModelConfig(vocab_size=renderer.vocab_size, hidden_size=cfg.hidden_size, num_hidden_layers=cfg.layers,
                          num_attention_heads=cfg.heads, num_key_value_heads=max(1, cfg.heads // 2),
                          intermediate_size=3 * cfg.hidden_size, max_position_embeddings=cfg.context)
     return M.Transformer(mcfg).to(cfg.device)
+
+
+def park(cfg: Config, agent, where: str) -> None:
+    """Memory: only the agent being updated needs GPU room for its gradients and AdamW state (16 bytes a
+    parameter in all), so the idle agent waits in CPU memory (where="cpu") and comes back (where=cfg.device) for
+    exploration. On CPU, or with no second agent (ETO), nothing moves."""
+    if agent is not None and torch.device(cfg.device).type == "cuda":
+        agent.to(where)  # in place: parameters (and any gradients) move, the module object stays the same
 
 
 def autocast(cfg: Config):
@@ -468,6 +481,7 @@ def preference_update(cfg: Config, model, renderer, pool: list, items: list, los
             totals["steps"] = totals.get("steps", 0) + 1
             bar.update(), bar.set_postfix(loss=f"{loss.item():.3f}")
     bar.close()
+    model.zero_grad(set_to_none=True)  # memory: gradients (4 bytes a parameter) are not kept between updates
     model.eval()
     steps = max(1, totals.pop("steps", 0))
     run.log(phase, items=len(items), sequences=len(pool), **{k: v / steps for k, v in totals.items()})
@@ -611,9 +625,11 @@ def run_method(cfg: Config, method: str, run: RunDir, data: dict, renderer, sft_
                                             keep_successes=cfg.failure_agent == "positive")
                 # 3. Update the failure agent with DPO on those pairs (reference: itself before the update)
                 pool, items = to_pool(pairs, "pairs")
+                park(cfg, target, "cpu")  # memory: on a GPU only the agent being updated stays there
                 model_phase(run, f"{tag}/3_update_failure", failure, renderer, lambda: preference_update(
                     cfg, failure, renderer, pool, items, failure_loss(cfg), cfg.failure_lr, run, f"{tag}/3_update_failure",
                     ref_path))
+                park(cfg, target, cfg.device)
             # 4. Hard negatives: failures sampled from the updated failure agent
             hard = fails if not cfg.regenerate_hard_negatives else json_phase(
                 run, f"{tag}/4_hard_negatives", lambda: logged(run, f"{tag}/4_hard_negatives", explore(
@@ -625,8 +641,10 @@ def run_method(cfg: Config, method: str, run: RunDir, data: dict, renderer, sft_
         # 6. Update the target: ETO is pure DPO on (a); co-evolution weighs every term by its coefficient
         coefs = (1.0, 0.0, 0.0, 0.0) if method == "eto" else (cfg.dpo_coef, cfg.hn_coef, cfg.sft_coef, cfg.ff_coef)
         pool, items = to_pool(groups, "groups")
+        park(cfg, failure, "cpu")  # memory: on a GPU only the agent being updated stays there
         model_phase(run, f"{tag}/6_update_target", target, renderer, lambda: preference_update(
             cfg, target, renderer, pool, items, target_loss(cfg, coefs), cfg.target_lr, run, f"{tag}/6_update_target", ref_path))
+        park(cfg, failure, cfg.device)
         # 7. Evaluate the target greedily on seen and unseen test tasks
         json_phase(run, f"{tag}/7_evaluate", lambda: logged(run, f"{tag}/7_evaluate", evaluate(
             cfg, target, renderer, data, 0, f"{tag} eval")))
