@@ -52,7 +52,7 @@ class Config:
     seed: int = 0  # one seed drives tasks, initialisation, sampling and shuffling
     seeds: str = ""  # comma list, e.g. 0,1,2: repeat the run per seed and print mean and spread
     device: str = "cpu"  # cpu | cuda (bf16 autocast on cuda)
-    threads: int = 0  # torch CPU threads (0 = torch's default)
+    threads: int = 1  # torch CPU threads (0 = torch's default; 1 is fastest for the toy model on a 2-core CPU)
     resume: str = ""  # a run directory: continue after its last finished phase (its saved config is used)
     preset: str = ""  # "" | smoke (a tiny run for tests, seconds)
     # --- environment and data
@@ -68,14 +68,14 @@ class Config:
     heads: int = 4  # query heads (kv heads = heads // 2)
     context: int = 512  # max tokens of an episode
     # --- SFT (step 0)
-    sft_epochs: int = 12  # passes over the expert trajectories
-    sft_lr: float = 2e-3  # AdamW learning rate, cosine-decayed to 10%
+    sft_epochs: int = 40  # passes over the expert trajectories
+    sft_lr: float = 3e-3  # AdamW learning rate, cosine-decayed to 10%
     batch_size: int = 16  # trajectories (SFT) or pairs/groups (DPO) per optimizer step
     # --- exploration (step 1)
     target_samples: int = 0  # sampled target rollouts per task on top of the one greedy rollout
     target_temperature: float = 1.0  # for those samples (0 = greedy)
     failure_samples: int = 4  # failure-agent rollouts per task
-    failure_temperature: float = 1.0  # failure-agent sampling temperature
+    failure_temperature: float = 0.7  # failure-agent sampling temperature (at 1.0 the toy model mostly emits invalid actions)
     top_p: float = 1.0  # nucleus sampling for every sampled rollout (1 = off)
     # --- failure agent (steps 2-4)
     failure_agent: str = "coevo"  # coevo (trained on failure pairs) | frozen (the SFT model) | positive (trained toward success)

@@ -118,7 +118,7 @@ def test_every_method_and_ablation_runs(tmp_path, kw):
     if cfg.method == "coevo":
         assert (run / "transcripts.md").exists()
         assert (run / "ckpt" / "coevo_1_6_update_target" / "model.safetensors").exists()
-        assert any(r["phase"] == "coevo/1_explore_failure" and "hard_negative_share" in r for r in records)
+        assert any(r["phase"] == "coevo/1/1_explore_failure" and "hard_negative_share" in r for r in records)
 
 
 def test_same_seed_same_metrics(tmp_path):
