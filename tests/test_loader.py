@@ -11,6 +11,9 @@ What these tests teach:
   error that names the culprit, instead of loading into something subtly wrong.
 - Chat formats: rendering [obs, act, obs, act] masks exactly the action tokens and their end-of-turn token,
   puts BOS once at the start (only for families whose tokenizer adds one), and that token stops generation.
+- Saving: a loaded open model saved with save_checkpoint reloads in a fresh Python process with bit-equal logits and
+  the same rendering and stop tokens (the filled-in chat format is stored in config.json), and two checkpoints whose
+  formats share a name ("chatml") but not their stop tokens do not overwrite each other.
 
 The fixtures are committed (tests/make_fixtures.py made them with transformers, which these tests never need).
 Run: .venv/bin/python -m pytest -q tests/test_loader.py
