@@ -13,7 +13,8 @@ The loop in `main_method` is the algorithm box of docs/method.md, with the step 
 
 Deviations from, and interpretations of, the paper (its equations and hyper-parameters are not public):
   1. Log-probs are summed over action tokens only; the NLL term is a per-token mean (losses.py says why).
-  2. Exploration covers the training tasks that have an expert trajectory (pairs (a) and (b) need e*).
+  2. ETO explores the training tasks that have an expert trajectory (its pairs need e*); co-evolution explores
+     `explore_tasks` training tasks, since failure pairs need no e*; hard negatives are sampled where e* exists.
   3. Failure pairs need a reward gap of `failure_min_gap` (0.1); ties teach nothing.
   4. Each update phase starts a fresh AdamW optimizer; the reference is the agent at the start of the
      iteration (ETO) unless `--reference sft`.
@@ -72,7 +73,9 @@ class Config:
     sft_lr: float = 3e-3  # AdamW learning rate, cosine-decayed to 10%
     batch_size: int = 16  # trajectories (SFT) or pairs/groups (DPO) per optimizer step
     # --- exploration (step 1)
-    target_samples: int = 0  # sampled target rollouts per task on top of the one greedy rollout
+    explore_tasks: int = 600  # co-evolution: training tasks both agents explore (the expert tasks first); failure
+    #                           pairs need no expert, so tasks without one add failures (<= n_expert: expert tasks only; capped at n_train)
+    target_samples: int = 1  # sampled target rollouts per task on top of the one greedy rollout
     target_temperature: float = 1.0  # for those samples (0 = greedy)
     failure_samples: int = 4  # failure-agent rollouts per task
     failure_temperature: float = 0.7  # failure-agent sampling temperature (at 1.0 the toy model mostly emits invalid actions)
@@ -81,7 +84,7 @@ class Config:
     failure_agent: str = "coevo"  # coevo (trained on failure pairs) | frozen (the SFT model) | positive (trained toward success)
     failure_min_gap: float = 0.1  # a failure pair needs r(chosen) > r(rejected) + gap
     failure_within_agent: bool = False  # also pair failures of the same agent (default: target x failure agent only)
-    failure_lr: float = 2e-4  # failure agent's DPO learning rate
+    failure_lr: float = 5e-5  # failure agent's DPO learning rate
     regenerate_hard_negatives: bool = True  # step 4 samples fresh from the updated agent (False: reuse step 1's)
     hn_threshold: float = 0.0  # hard negatives used for training need reward >= this (0 = any failure)
     # --- target agent (steps 5-6)
@@ -91,7 +94,7 @@ class Config:
     ff_coef: float = 0.0  # weight of DPO on (better failure, worse failure) pairs of the target; 0 disables
     listwise: bool = False  # hard-negative term as a listwise softmax over negatives instead of mean pairwise DPO
     beta: float = 0.1  # DPO temperature: larger keeps the policy closer to its reference
-    target_lr: float = 2e-4  # target's DPO learning rate (an order below SFT's, as in ETO)
+    target_lr: float = 5e-5  # target's DPO learning rate (2e-4 collapses the toy target: see README)
     dpo_epochs: int = 1  # passes over the pairs per update
     reference: str = "iteration"  # iteration (each agent at the start of the iteration, ETO) | sft (fixed SFT model)
     eto_truncate_turns: int = 5  # ETO: a rejected trajectory keeps at most the expert's turns + this many
@@ -100,7 +103,7 @@ class Config:
 
 
 PRESETS = {
-    "smoke": dict(n_train=24, n_expert=12, n_test=8, hidden_size=32, layers=1, heads=2, sft_epochs=2,
+    "smoke": dict(n_train=24, n_expert=12, n_test=8, explore_tasks=16, hidden_size=32, layers=1, heads=2, sft_epochs=2,
                   target_samples=1, failure_samples=2, iterations=1, batch_size=4),
 }
 METHODS = ("sft", "eto", "coevo", "compare")
@@ -108,7 +111,8 @@ METHODS = ("sft", "eto", "coevo", "compare")
 
 def parse_config(argv=None) -> Config:
     """argparse generated from Config: one flag per field (dashes), help from the field's comment."""
-    helps = dict(re.findall(r"^\s+(\w+): [^=]+= .*?#\s*(.*)$", inspect.getsource(Config), re.M))
+    helps = {k: v.replace("%", "%%") for k, v in  # argparse formats help strings with %
+             re.findall(r"^\s+(\w+): [^=]+= .*?#\s*(.*)$", inspect.getsource(Config), re.M)}
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     for f in dataclasses.fields(Config):
         flag, kind = "--" + f.name.replace("_", "-"), type(f.default)
@@ -609,16 +613,18 @@ def run_method(cfg: Config, method: str, run: RunDir, data: dict, renderer, sft_
     target = M.load_checkpoint(sft_path, device=cfg.device)[0]
     failure = M.load_checkpoint(sft_path, device=cfg.device)[0] if method == "coevo" else None
     experts, tasks = data["experts"], [e["task"] for e in data["experts"]]
+    # ETO explores where it can pair with e*; co-evolution also explores tasks without one, for failure pairs
+    explored = data["train"][:max(cfg.explore_tasks, cfg.n_expert)] if method == "coevo" else tasks
     for k in range(1, cfg.iterations + 1):
         tag = f"{method}/{k}"
         ref_path = sft_path if cfg.reference == "sft" else ""
         # 1. Explore: the target (greedy + optional samples) and the failure agent (samples) on the expert tasks
         own = json_phase(run, f"{tag}/1_explore_target", lambda: logged(run, f"{tag}/1_explore_target", explore(
-            cfg, target, renderer, tasks, cfg.target_samples, cfg.target_temperature, phase_seed(cfg, f"{tag}/1t"), "target", greedy_too=True)))
+            cfg, target, renderer, explored, cfg.target_samples, cfg.target_temperature, phase_seed(cfg, f"{tag}/1t"), "target", greedy_too=True)))
         hard = []
         if method == "coevo":
             fails = json_phase(run, f"{tag}/1_explore_failure", lambda: logged(run, f"{tag}/1_explore_failure", explore(
-                cfg, failure, renderer, tasks, cfg.failure_samples, cfg.failure_temperature, phase_seed(cfg, f"{tag}/1f"), "failure")))
+                cfg, failure, renderer, explored, cfg.failure_samples, cfg.failure_temperature, phase_seed(cfg, f"{tag}/1f"), "failure")))
             if cfg.failure_agent != "frozen":  # frozen: hard negatives come from the untrained SFT model
                 # 2. Failure-agent pairs from both agents' failures on the same task (positive: successes too)
                 pairs = build_failure_pairs(own, fails, cfg.failure_min_gap, cfg.failure_within_agent,
@@ -680,6 +686,7 @@ def main(cfg: Config) -> str:
         model_phase(run, "sft/0_train", base, renderer, lambda: sft(cfg, base, renderer, data["experts"], run, "sft/0_train"))
         json_phase(run, "sft/7_evaluate", lambda: logged(run, "sft/7_evaluate", evaluate(cfg, base, renderer, data, 0, "sft eval")))
         sft_path = run.file("ckpt", "sft_0_train")
+        del base  # every method reloads the SFT checkpoint; do not hold a third model
         for method in ("eto", "coevo") if cfg.method == "compare" else [cfg.method] if cfg.method != "sft" else []:
             run_method(cfg, method, run, data, renderer, sft_path)
         table = results_table(run.metrics())
