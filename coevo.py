@@ -75,7 +75,7 @@ class Config:
     # --- exploration (step 1)
     explore_tasks: int = 600  # co-evolution: training tasks both agents explore (the expert tasks first); failure
     #                           pairs need no expert, so tasks without one add failures (<= n_expert: expert tasks only; capped at n_train)
-    target_samples: int = 1  # sampled target rollouts per task on top of the one greedy rollout
+    target_samples: int = 0  # sampled target rollouts per task on top of the one greedy rollout (0 = ETO parity)
     target_temperature: float = 1.0  # for those samples (0 = greedy)
     failure_samples: int = 4  # failure-agent rollouts per task
     failure_temperature: float = 0.7  # failure-agent sampling temperature (at 1.0 the toy model mostly emits invalid actions)
@@ -301,8 +301,7 @@ def park(cfg: Config, agent, where: str) -> None:
 
 
 def autocast(cfg: Config):
-    # bf16 on GPU; losses and log-softmax stay fp32 inside model.sequence_logps
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.device.startswith("cuda"))
+    return M.autocast(cfg.device)  # bf16 on GPU; log-softmax stays fp32 inside model.sequence_logps
 
 
 def check_finite(loss, phase: str):
@@ -316,6 +315,10 @@ def check_finite(loss, phase: str):
 def sft(cfg: Config, model, renderer, experts: list, run: RunDir, phase: str) -> None:
     """Step 0: behaviour cloning, NLL of the expert's action tokens only (observations are context, not targets)."""
     seqs = [renderer.render(t["messages"]) for t in experts]
+    too_long = [t["task"]["id"] for t, (ids, _) in zip(experts, seqs) if len(ids) > model.cfg.max_position_embeddings]
+    if too_long:
+        raise SystemExit(f"coevo: {len(too_long)} expert trajectories (e.g. {too_long[0]}) are longer than the model's "
+                         f"context of {model.cfg.max_position_embeddings} tokens; raise --context or pick another env")
     steps = cfg.sft_epochs * math.ceil(len(seqs) / cfg.batch_size)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.sft_lr, weight_decay=0.0)
     # cosine decay to 10% of the peak: the toy model overfits 300 trajectories if the rate stays high

@@ -38,13 +38,6 @@ FIXTURES = Path(__file__).parent / "fixtures"
 NAMES = ["llama3", "llama3_oldcfg", "llama_tied", "qwen2", "qwen3", "mistral"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # these models are tiny: on a busy 2-core machine, thread hand-offs cost 50x the arithmetic
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def expected(name):

@@ -55,14 +55,6 @@ def oracle(task):
     return messages
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # tiny models are all small ops: on a busy 2-core machine two threads waiting for each other at every op
-    # are ~10x slower than one, so this file runs on one thread (and gives the setting back afterwards)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
