@@ -185,3 +185,24 @@ def test_cli_flags_come_from_the_config():
     cfg = coevo.parse_config(["--env", "lab", "--hn-coef", "0", "--listwise", "--preset", "smoke", "--iterations", "2"])
     assert (cfg.env, cfg.hn_coef, cfg.listwise, cfg.iterations, cfg.n_train) == ("lab", 0.0, True, 2, coevo.PRESETS["smoke"]["n_train"])
     assert coevo.parse_config(["--compare"]).method == "compare"
+
+
+@pytest.mark.parametrize("env_name", envs.ENV_NAMES)
+def test_step_capped_failures_fit_the_model_context_after_tokenization(env_name):
+    """The rollout stops an episode that outgrows the context (reward 0, end="context"): that must never happen to
+    a real episode. Worst case, in real tokens of the tokenizer coevo builds: the longest first observation, then
+    at the step cap every turn the longest action and the longest observation seen."""
+    cfg = coevo.Config(env=env_name, n_train=200, n_expert=100)
+    data = coevo.make_data(cfg)
+    renderer = coevo.build_renderer(cfg, data)
+    rng, first, obs, act = __import__("random").Random(0), 0, 0, 0
+    for task in data["train"][:40] + data["test_seen"][:40] + data["test_unseen"][:40]:
+        trajs = [envs.oracle(task)] + [envs.replay(task, a) for a in envs.scripted_failures(task).values()]
+        trajs.append(envs.replay(task, [envs.random_action(env_name, rng) for _ in range(30)]))  # runs to the cap
+        for t in trajs:
+            assert len(renderer.render(t["messages"])[0]) <= cfg.context
+            first = max(first, len(renderer.encode_observation(t["messages"][0], first=True)))
+            obs = max([obs] + [len(renderer.encode_observation(m)) for m in t["messages"][2::2]])
+            act = max([act] + [len(renderer.encode_action(m)) for m in t["messages"][1::2]])
+    worst = first + envs.make_env(env_name).max_steps * (act + obs)
+    assert worst <= cfg.context, (env_name, first, act, obs, worst)
