@@ -180,7 +180,8 @@ class RunDir:
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
-            pid = int(open(lock).read().strip() or 0)
+            text = open(lock).read().strip()
+            pid = int(text) if text.isdigit() else 0  # an empty or garbled lock counts as stale
             if pid and pid_alive(pid):
                 raise SystemExit(f"coevo: another process (pid {pid}) is writing into {self.path}; "
                                  f"wait for it or stop it (remove {lock} only if that process is gone)")
@@ -565,7 +566,7 @@ def to_pool(groups_or_pairs: list, kind: str):
                    "hard": [ix(h) for h in g["hard"]], "c": [(ix(c), ix(r)) for c, r in g["c"]]} for g in groups_or_pairs]
 
 
-def evaluate(cfg: Config, model, renderer, data: dict, seed: int, label: str) -> dict:
+def evaluate(cfg: Config, model, renderer, data: dict, label: str) -> dict:
     """Step 7: greedy rollouts on test_seen and test_unseen; average reward x100 and success rate."""
     out = {}
     for split in ("test_seen", "test_unseen"):
@@ -621,7 +622,7 @@ def run_method(cfg: Config, method: str, run: RunDir, data: dict, renderer, sft_
     for k in range(1, cfg.iterations + 1):
         tag = f"{method}/{k}"
         ref_path = sft_path if cfg.reference == "sft" else ""
-        # 1. Explore: the target (greedy + optional samples) and the failure agent (samples) on the expert tasks
+        # 1. Explore: the target (greedy + optional samples) and the failure agent (samples) on the explored tasks
         own = json_phase(run, f"{tag}/1_explore_target", lambda: logged(run, f"{tag}/1_explore_target", explore(
             cfg, target, renderer, explored, cfg.target_samples, cfg.target_temperature, phase_seed(cfg, f"{tag}/1t"), "target", greedy_too=True)))
         hard = []
@@ -656,7 +657,7 @@ def run_method(cfg: Config, method: str, run: RunDir, data: dict, renderer, sft_
         park(cfg, failure, cfg.device)
         # 7. Evaluate the target greedily on seen and unseen test tasks
         json_phase(run, f"{tag}/7_evaluate", lambda: logged(run, f"{tag}/7_evaluate", evaluate(
-            cfg, target, renderer, data, 0, f"{tag} eval")))
+            cfg, target, renderer, data, f"{tag} eval")))
 
 
 def logged(run: RunDir, phase: str, result):
@@ -687,7 +688,7 @@ def main(cfg: Config) -> str:
               f"{sum(p.numel() for p in base.parameters()) / 1e6:.2f}M parameters, run dir {path}")
         # 0. SFT: behaviour-clone the expert trajectories; both agents start here
         model_phase(run, "sft/0_train", base, renderer, lambda: sft(cfg, base, renderer, data["experts"], run, "sft/0_train"))
-        json_phase(run, "sft/7_evaluate", lambda: logged(run, "sft/7_evaluate", evaluate(cfg, base, renderer, data, 0, "sft eval")))
+        json_phase(run, "sft/7_evaluate", lambda: logged(run, "sft/7_evaluate", evaluate(cfg, base, renderer, data, "sft eval")))
         sft_path = run.file("ckpt", "sft_0_train")
         del base  # every method reloads the SFT checkpoint; do not hold a third model
         for method in ("eto", "coevo") if cfg.method == "compare" else [cfg.method] if cfg.method != "sft" else []:
