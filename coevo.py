@@ -53,7 +53,7 @@ class Config:
     seed: int = 0  # one seed drives tasks, initialisation, sampling and shuffling
     seeds: str = ""  # comma list, e.g. 0,1,2: repeat the run per seed and print mean and spread
     device: str = "cpu"  # cpu | cuda (bf16 autocast on cuda)
-    threads: int = 1  # torch CPU threads (0 = torch's default; 1 is fastest for the toy model on a 2-core CPU)
+    threads: int = 1  # torch CPU threads (0 = torch's default: faster on an idle machine, up to 10x slower on a busy one)
     resume: str = ""  # a run directory: continue after its last finished phase (its saved config is used)
     preset: str = ""  # "" | smoke (a tiny run for tests, seconds)
     # --- environment and data
