@@ -703,6 +703,12 @@ def main(cfg: Config) -> str:
         run.release()
 
 
+def mean_std(xs) -> str:
+    """'mean ± sample standard deviation' (n - 1 in the denominator: a few seeds are a sample, not the population)."""
+    mean = sum(xs) / len(xs)
+    return f"{mean:.1f} ± {(sum((x - mean) ** 2 for x in xs) / max(1, len(xs) - 1)) ** 0.5:.1f}"
+
+
 def sweep(cfg: Config) -> None:
     """--seeds: the same run per seed, then mean and spread (sample std) of each method's final numbers."""
     results = {}
@@ -717,8 +723,7 @@ def sweep(cfg: Config) -> None:
     print("| method | seen reward | unseen reward | seen success % | unseen success % |\n|---|---|---|---|---|")
     for m, rows in results.items():
         cols = list(zip(*rows))
-        fmt = lambda xs: f"{sum(xs) / len(xs):.1f} ± {(sum((x - sum(xs) / len(xs)) ** 2 for x in xs) / max(1, len(xs) - 1)) ** 0.5:.1f}"
-        print(f"| {m} | " + " | ".join(fmt(c) for c in cols) + " |")
+        print(f"| {m} | " + " | ".join(mean_std(c) for c in cols) + " |")
 
 
 if __name__ == "__main__":

@@ -206,3 +206,9 @@ def test_step_capped_failures_fit_the_model_context_after_tokenization(env_name)
             act = max([act] + [len(renderer.encode_action(m)) for m in t["messages"][1::2]])
     worst = first + envs.make_env(env_name).max_steps * (act + obs)
     assert worst <= cfg.context, (env_name, first, act, obs, worst)
+
+
+def test_spread_over_seeds_is_the_sample_standard_deviation():
+    # 79.7, 83.4, 82.7: mean 81.93; deviations -2.23, 1.47, 0.77; sum of squares 7.73; / (3 - 1) -> std 1.97
+    assert coevo.mean_std([79.7, 83.4, 82.7]) == "81.9 ± 2.0"
+    assert coevo.mean_std([5.0]) == "5.0 ± 0.0"
