@@ -85,6 +85,7 @@ class Config:
     failure_min_gap: float = 0.1  # a failure pair needs r(chosen) > r(rejected) + gap
     failure_within_agent: bool = False  # also pair failures of the same agent (default: target x failure agent only)
     failure_lr: float = 5e-5  # failure agent's DPO learning rate
+    failure_sft_coef: float = 0.0  # weight of the NLL of each pair's chosen (higher-reward) failure; 0 = plain DPO
     regenerate_hard_negatives: bool = True  # step 4 samples fresh from the updated agent (False: reuse step 1's)
     hn_threshold: float = 0.0  # hard negatives used for training need reward >= this (0 = any failure)
     # --- target agent (steps 5-6)
@@ -141,7 +142,7 @@ def check_config(cfg: Config) -> None:
     for name in ("target_temperature", "failure_temperature"):
         if not 0 <= getattr(cfg, name) <= 5: problems.append(f"--{name.replace('_', '-')} {getattr(cfg, name)} must be in [0, 5]")
     if not 0 < cfg.top_p <= 1: problems.append(f"--top-p {cfg.top_p} must be in (0, 1]")
-    for name in ("dpo_coef", "hn_coef", "sft_coef", "ff_coef", "failure_min_gap", "hn_threshold"):
+    for name in ("dpo_coef", "hn_coef", "sft_coef", "ff_coef", "failure_sft_coef", "failure_min_gap", "hn_threshold"):
         if not 0 <= getattr(cfg, name) <= 100: problems.append(f"--{name.replace('_', '-')} {getattr(cfg, name)} must be >= 0")
     for name in ("beta", "sft_lr", "target_lr", "failure_lr"):
         if not getattr(cfg, name) > 0: problems.append(f"--{name.replace('_', '-')} must be > 0")
@@ -511,11 +512,14 @@ def pair_stats(prefix: str, chosen_r, rejected_r) -> dict:
 
 
 def failure_loss(cfg: Config):
-    """Step 3: the failure agent's loss is plain DPO on (higher-reward failure, lower-reward failure) pairs."""
+    """Step 3: the failure agent's loss is DPO on (higher-reward failure, lower-reward failure) pairs, plus
+    failure_sft_coef * NLL of the chosen failure (the same DPO + NLL shape as the target's loss)."""
     def loss_fn(batch, policy, ref, counts):
         c, r = (torch.tensor(x, device=policy.device) for x in zip(*batch))
         l, cr, rr = losses.dpo_loss(policy[c], policy[r], ref[c], ref[r], cfg.beta)
-        return l.mean(), {"loss": l.mean().item(), **pair_stats("failure", cr, rr)}
+        nll = losses.nll_loss(policy[c], counts[c]).mean()
+        loss = l.mean() + cfg.failure_sft_coef * nll
+        return loss, {"loss": loss.item(), "nll": nll.item(), **pair_stats("failure", cr, rr)}
     return loss_fn
 
 

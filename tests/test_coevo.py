@@ -96,6 +96,21 @@ def test_target_update_moves_policy_not_reference(tmp_path):
     run.release()
 
 
+def test_failure_sft_coef_adds_a_pull_on_the_chosen_failure_only():
+    # at policy == reference DPO pushes chosen up and rejected down by the same amount (beta / 2 each);
+    # the NLL anchor adds coef / n_tokens of extra pull on the chosen failure and leaves the rejected one alone
+    def grads(coef):
+        policy = torch.tensor([-4.0, -6.0], requires_grad=True)
+        loss, stats = coevo.failure_loss(coevo.Config(failure_sft_coef=coef, beta=0.1))(
+            [(0, 1)], policy, policy.detach().clone(), torch.tensor([2.0, 3.0]))
+        loss.backward()
+        return policy.grad, stats
+    (g0, s0), (g1, s1) = grads(0.0), grads(1.0)
+    assert torch.allclose(g0, torch.tensor([-0.05, 0.05]))
+    assert torch.allclose(g1 - g0, torch.tensor([-0.5, 0.0]))      # d(-logp / 2) / dlogp for the chosen only
+    assert s1["nll"] == pytest.approx(2.0) and s1["loss"] == pytest.approx(s0["loss"] + 2.0)
+
+
 # ---------------------------------------------------------------------------------------------- whole runs
 def smoke(tmp_path, name, **kw):
     return coevo.Config(**{**coevo.PRESETS["smoke"], "preset": "smoke", "out_dir": str(tmp_path), "name": name, **kw})
@@ -104,7 +119,7 @@ def smoke(tmp_path, name, **kw):
 @pytest.mark.parametrize("kw", [
     dict(method="sft"), dict(method="eto"), dict(method="coevo"),
     dict(method="coevo", failure_agent="frozen"), dict(method="coevo", failure_agent="positive"),
-    dict(method="coevo", hn_coef=0.0), dict(method="coevo", ff_coef=0.5, listwise=True),
+    dict(method="coevo", hn_coef=0.0), dict(method="coevo", ff_coef=0.5, listwise=True, failure_sft_coef=0.5),
     dict(method="coevo", reference="sft", regenerate_hard_negatives=False, hn_threshold=0.5, failure_within_agent=True),
     dict(method="coevo", env="lab"), dict(method="coevo", env="sql"),
 ])
