@@ -723,11 +723,22 @@ def sweep(cfg: Config) -> None:
         for line in results_table([json.loads(l) for l in open(os.path.join(path, "metrics.jsonl"))]).splitlines()[2:]:
             cells = [x.strip() for x in line.strip("|").split("|")]
             results.setdefault(cells[0], []).append([float(x) for x in cells[1:]])
-    print(f"\nover seeds {cfg.seeds}: mean ± std")
-    print("| method | seen reward | unseen reward | seen success % | unseen success % |\n|---|---|---|---|---|")
+    header = "| method | seen reward | unseen reward | seen success % | unseen success % |\n|---|---|---|---|---|"
+    print(f"\nover seeds {cfg.seeds}: mean ± std\n{header}")
     for m, rows in results.items():
-        cols = list(zip(*rows))
-        print(f"| {m} | " + " | ".join(mean_std(c) for c in cols) + " |")
+        print(f"| {m} | " + " | ".join(mean_std(c) for c in zip(*rows)) + " |")
+    if len(results) > 1:
+        print(f"\nminus SFT on the same seed (the seed's tasks and initialisation cancel): mean ± std\n{header}")
+        for m, rows in paired_gaps(results).items():
+            print(f"| {m} - sft | " + " | ".join(mean_std(c) for c in zip(*rows)) + " |")
+
+
+def paired_gaps(results: dict) -> dict:
+    """Each method's numbers minus SFT's on the same seed. Seeds differ by far more than the methods do (other
+    tasks, other initialisation), so a method's effect is read from these paired differences, not from the
+    overlap of two mean ± std columns."""
+    return {m: [[a - b for a, b in zip(row, base)] for row, base in zip(rows, results["sft"])]
+            for m, rows in results.items() if m != "sft"}
 
 
 if __name__ == "__main__":

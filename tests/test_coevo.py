@@ -227,3 +227,17 @@ def test_spread_over_seeds_is_the_sample_standard_deviation():
     # 79.7, 83.4, 82.7: mean 81.93; deviations -2.23, 1.47, 0.77; sum of squares 7.73; / (3 - 1) -> std 1.97
     assert coevo.mean_std([79.7, 83.4, 82.7]) == "81.9 ± 2.0"
     assert coevo.mean_std([5.0]) == "5.0 ± 0.0"
+
+
+def test_paired_gaps_subtract_sft_seed_by_seed():
+    # two seeds far apart (80 vs 60) hide a steady +1 in the mean ± std columns; the paired gap shows it
+    results = {"sft": [[80.0, 40.0], [60.0, 30.0]], "eto": [[81.0, 39.0], [61.0, 31.0]]}
+    assert coevo.paired_gaps(results) == {"eto": [[1.0, -1.0], [1.0, 1.0]]}
+    assert coevo.mean_std([r[0] for r in coevo.paired_gaps(results)["eto"]]) == "1.0 ± 0.0"
+
+
+def test_sweep_prints_spread_and_paired_gaps(tmp_path, capsys):
+    coevo.sweep(smoke(tmp_path, "sw", method="eto", seeds="0,1"))
+    out = capsys.readouterr().out
+    assert (tmp_path / "sw-seed0" / "summary.md").exists() and (tmp_path / "sw-seed1" / "summary.md").exists()
+    assert "over seeds 0,1: mean ± std" in out and "| eto - sft |" in out
