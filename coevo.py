@@ -670,10 +670,15 @@ def logged(run: RunDir, phase: str, result):
         run.log(phase, **exploration_stats(result))
     else:
         run.log(phase, **result)
-    summary = run.pending[-1]
-    tqdm.write(f"[{phase}] " + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
-                                          for k, v in summary.items() if k != "phase" and not isinstance(v, list)))
+    tqdm.write(f"[{phase}] " + fmt({k: v for k, v in run.pending[-1].items() if k != "phase"}))
     return result
+
+
+def fmt(record: dict) -> str:
+    """One readable line: floats to 3 decimals, nested dicts (evaluation splits) in braces, lists left out."""
+    def one(v):
+        return f"{v:.3f}" if isinstance(v, float) else "{" + fmt(v) + "}" if isinstance(v, dict) else f"{v}"
+    return ", ".join(f"{k}={one(v)}" for k, v in record.items() if not isinstance(v, list))
 
 
 def main(cfg: Config) -> str:

@@ -236,6 +236,12 @@ def test_paired_gaps_subtract_sft_seed_by_seed():
     assert coevo.mean_std([r[0] for r in coevo.paired_gaps(results)["eto"]]) == "1.0 ± 0.0"
 
 
+def test_phase_summary_line_rounds_nested_evaluation_results():
+    # evaluate() returns one dict per split; the one-line summary must not print 86.12500000000001
+    line = coevo.fmt({"test_seen": {"reward": 86.12500000000001, "success": 0.695}, "items": 3, "histogram": [1, 2]})
+    assert line == "test_seen={reward=86.125, success=0.695}, items=3"
+
+
 def test_sweep_prints_spread_and_paired_gaps(tmp_path, capsys):
     coevo.sweep(smoke(tmp_path, "sw", method="eto", seeds="0,1"))
     out = capsys.readouterr().out
