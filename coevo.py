@@ -326,7 +326,7 @@ def sft(cfg: Config, model, renderer, experts: list, run: RunDir, phase: str) ->
     # cosine decay to 10% of the peak: the toy model overfits 300 trajectories if the rate stays high
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.1 + 0.45 * (1 + math.cos(math.pi * s / steps)))
     rng, model = random.Random(phase_seed(cfg, phase)), model.train()
-    bar = tqdm(total=steps, desc=phase, leave=False)
+    bar = M.progress_bar(steps, phase)
     for epoch in range(cfg.sft_epochs):
         order = rng.sample(range(len(seqs)), len(seqs))
         for b in range(0, len(order), cfg.batch_size):
@@ -339,7 +339,7 @@ def sft(cfg: Config, model, renderer, experts: list, run: RunDir, phase: str) ->
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step(), sched.step()
-            bar.update(), bar.set_postfix(epoch=epoch, nll=f"{loss.item():.3f}")
+            bar.set_postfix(epoch=epoch, nll=f"{loss.item():.3f}", refresh=False), bar.update()
         run.log(phase, epoch=epoch, nll=loss.item())
     bar.close()
     model.eval()
@@ -468,7 +468,7 @@ def preference_update(cfg: Config, model, renderer, pool: list, items: list, los
     ref = reference_logps(cfg, model, renderer, seqs, ref_path)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     rng, model, totals = random.Random(phase_seed(cfg, phase)), model.train(), {}
-    bar = tqdm(total=cfg.dpo_epochs * math.ceil(len(items) / cfg.batch_size), desc=phase, leave=False)
+    bar = M.progress_bar(cfg.dpo_epochs * math.ceil(len(items) / cfg.batch_size), phase)
     for epoch in range(cfg.dpo_epochs):
         order = rng.sample(range(len(items)), len(items))
         for b in range(0, len(order), cfg.batch_size):
@@ -488,7 +488,7 @@ def preference_update(cfg: Config, model, renderer, pool: list, items: list, los
             for k, v in stats.items():  # running sums for the phase's metric record
                 totals[k] = totals.get(k, 0.0) + v
             totals["steps"] = totals.get("steps", 0) + 1
-            bar.update(), bar.set_postfix(loss=f"{loss.item():.3f}")
+            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False), bar.update()
     bar.close()
     model.zero_grad(set_to_none=True)  # memory: gradients (4 bytes a parameter) are not kept between updates
     model.eval()

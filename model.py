@@ -14,6 +14,7 @@ import math
 import os
 import shutil
 import string
+import sys
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -26,6 +27,11 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 from tqdm import tqdm
+
+
+def progress_bar(total: int, desc: str, disable: bool = False) -> tqdm:
+    """A tqdm bar that redraws 10 times a second on a terminal but every 30 s into a log file (readable logs)."""
+    return tqdm(total=total, desc=desc, disable=disable, leave=False, mininterval=0.1 if sys.stderr.isatty() else 30)
 
 
 # -----------------------------------------------------------------------------------------------------------
@@ -454,15 +460,15 @@ def rollout(model, renderer, make_env, tasks, *, temperature=0.0, top_p=1.0, gen
     banned[renderer.vocab_size:] = True  # open models' padded vocabularies have rows no token maps to
     out, todo, eps = [None] * len(tasks), list(range(len(tasks)))[::-1], []  # eps[r] lives in cache row r
     cache = KVCache(model.cfg.num_hidden_layers, device)
-    bar = tqdm(total=len(tasks), desc=desc, disable=not progress, leave=False)
+    bar = progress_bar(len(tasks), desc, disable=not progress)
 
     def finish(ep, reward, success, end):
         out[ep["i"]] = {"task": tasks[ep["i"]], "messages": ep["messages"], "reward": float(reward),
                         "success": bool(success), "end": end, "n_invalid": ep["n_invalid"],
                         "action_logps": ep["logps"], "ids": ep["ids"], "mask": ep["mask"]}
-        bar.update(1)
         done = [t["reward"] for t in out if t is not None]
-        bar.set_postfix(reward=f"{sum(done) / len(done):.3f}")
+        bar.set_postfix(reward=f"{sum(done) / len(done):.3f}", refresh=False)
+        bar.update(1)
 
     def drop(keep_rows):  # finished episodes leave the batch and the cache: later turns cost nothing for them
         nonlocal eps
