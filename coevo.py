@@ -92,7 +92,7 @@ class Config:
     dpo_coef: float = 0.5  # weight of DPO on (expert, target's own failure); 0 disables
     hn_coef: float = 0.5  # weight of DPO on (expert, hard negative); 0 reduces co-evolution to ETO + NLL
     sft_coef: float = 0.5  # weight of the NLL of the expert trajectory; 0 disables
-    ff_coef: float = 0.0  # weight of DPO on (better failure, worse failure) pairs of the target; 0 disables
+    ff_coef: float = 0.0  # weight of DPO on (better, worse) failure pairs of the target; needs target_samples >= 1; 0 off
     listwise: bool = False  # hard-negative term as a listwise softmax over negatives instead of mean pairwise DPO
     beta: float = 0.1  # DPO temperature: larger keeps the policy closer to its reference
     target_lr: float = 5e-5  # target's DPO learning rate (2e-4 collapses the toy target: see README)
@@ -148,6 +148,9 @@ def check_config(cfg: Config) -> None:
         if not getattr(cfg, name) > 0: problems.append(f"--{name.replace('_', '-')} must be > 0")
     for name in ("iterations", "batch_size", "hidden_size", "layers", "heads", "context"):
         if getattr(cfg, name) < 1: problems.append(f"--{name.replace('_', '-')} must be at least 1")
+    if cfg.ff_coef > 0 and cfg.target_samples < 1:  # one greedy rollout per task: at most one failure, no pair
+        problems.append(f"--ff-coef {cfg.ff_coef} needs --target-samples >= 1 (failure-vs-failure pairs are two of the "
+                        "target's failures on one task; its greedy rollout alone gives at most one)")
     if cfg.failure_samples < 1 and cfg.method in ("coevo", "compare"): problems.append("--failure-samples must be at least 1 for co-evolution")
     if cfg.init_from and not os.path.isdir(cfg.init_from): problems.append(f"--init-from {cfg.init_from!r} is not a directory")
     if problems:

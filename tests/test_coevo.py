@@ -181,7 +181,8 @@ def test_lock_refuses_a_second_writer(tmp_path):
 def test_bad_configuration_is_refused_before_work(tmp_path):
     for kw, msg in [(dict(env="chess"), "--env"), (dict(method="ppo"), "--method"), (dict(n_expert=10**6), "--n-expert"),
                     (dict(failure_temperature=-1.0), "--failure-temperature"), (dict(hn_coef=-0.5), "--hn-coef"),
-                    (dict(failure_agent="twin"), "--failure-agent"), (dict(reference="base"), "--reference")]:
+                    (dict(failure_agent="twin"), "--failure-agent"), (dict(reference="base"), "--reference"),
+                    (dict(ff_coef=0.5, target_samples=0), "--ff-coef .* needs --target-samples")]:
         with pytest.raises(SystemExit, match=msg):
             coevo.main(smoke(tmp_path, "bad", **kw))
     assert not (tmp_path / "bad").exists()
