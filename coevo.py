@@ -142,8 +142,10 @@ def check_config(cfg: Config) -> None:
     for name in ("target_temperature", "failure_temperature"):
         if not 0 <= getattr(cfg, name) <= 5: problems.append(f"--{name.replace('_', '-')} {getattr(cfg, name)} must be in [0, 5]")
     if not 0 < cfg.top_p <= 1: problems.append(f"--top-p {cfg.top_p} must be in (0, 1]")
-    for name in ("dpo_coef", "hn_coef", "sft_coef", "ff_coef", "failure_sft_coef", "failure_min_gap", "hn_threshold"):
-        if not 0 <= getattr(cfg, name) <= 100: problems.append(f"--{name.replace('_', '-')} {getattr(cfg, name)} must be >= 0")
+    for name in ("dpo_coef", "hn_coef", "sft_coef", "ff_coef", "failure_sft_coef"):
+        if not 0 <= getattr(cfg, name) <= 100: problems.append(f"--{name.replace('_', '-')} {getattr(cfg, name)} must be in [0, 100]")
+    for name in ("failure_min_gap", "hn_threshold"):  # rewards lie in [0, 1]: above 1 nothing would ever qualify
+        if not 0 <= getattr(cfg, name) < 1: problems.append(f"--{name.replace('_', '-')} {getattr(cfg, name)} must be in [0, 1)")
     for name in ("beta", "sft_lr", "target_lr", "failure_lr"):
         if not getattr(cfg, name) > 0: problems.append(f"--{name.replace('_', '-')} must be > 0")
     for name in ("iterations", "batch_size", "hidden_size", "layers", "heads", "context"):
