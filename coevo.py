@@ -466,13 +466,14 @@ def reference_logps(cfg: Config, model, renderer, seqs: list, ref_path: str = ""
 
 
 def preference_update(cfg: Config, model, renderer, pool: list, items: list, loss_fn, lr: float,
-                      run: RunDir, phase: str, ref_path: str = "") -> None:
+                      run: RunDir, phase: str, ref_path: str = "", pair_counts: dict | None = None) -> None:
     """Steps 3 and 6: DPO-style updates. `pool` holds every trajectory the items refer to (by index);
-    `loss_fn(items, policy, ref, n_tokens) -> (loss, stats)` combines the terms for a batch of items."""
+    `loss_fn(items, policy, ref, n_tokens) -> (loss, stats)` combines the terms for a batch of items.
+    `pair_counts` (pairs of each kind) go into the phase's metric record as they are."""
     seqs = [renderer.render(t["messages"]) for t in pool]
     ref = reference_logps(cfg, model, renderer, seqs, ref_path)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    rng, model, totals = random.Random(phase_seed(cfg, phase)), model.train(), {}
+    rng, model, per_step = random.Random(phase_seed(cfg, phase)), model.train(), []
     bar = M.progress_bar(cfg.dpo_epochs * math.ceil(len(items) / cfg.batch_size), phase)
     for epoch in range(cfg.dpo_epochs):
         order = rng.sample(range(len(items)), len(items))
@@ -490,15 +491,19 @@ def preference_update(cfg: Config, model, renderer, pool: list, items: list, los
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
-            for k, v in stats.items():  # running sums for the phase's metric record
-                totals[k] = totals.get(k, 0.0) + v
-            totals["steps"] = totals.get("steps", 0) + 1
+            per_step.append(stats)
             bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False), bar.update()
     bar.close()
     model.zero_grad(set_to_none=True)  # memory: gradients (4 bytes a parameter) are not kept between updates
     model.eval()
-    steps = max(1, totals.pop("steps", 0))
-    run.log(phase, items=len(items), sequences=len(pool), **{k: v / steps for k, v in totals.items()})
+    run.log(phase, items=len(items), sequences=len(pool), **(pair_counts or {}), **step_means(per_step))
+
+
+def step_means(per_step: list) -> dict:
+    """Each metric's mean over the steps that reported it: a batch without, say, hard negatives has no hard_acc,
+    and counting it as 0 would drag the phase's hard_acc down."""
+    keys = dict.fromkeys(k for stats in per_step for k in stats)
+    return {k: sum(s[k] for s in per_step if k in s) / sum(k in s for s in per_step) for k in keys}
 
 
 def item_indices(item) -> list:
@@ -549,12 +554,13 @@ def target_loss(cfg: Config, coefs: tuple):
         has_b = hmask.any(1)
         # (c) better vs worse failure of the target
         cc, cr_ = (torch.tensor(x, device=dev, dtype=torch.long) for x in (zip(*c) if c else ([], [])))
-        l_c, _, _ = losses.dpo_loss(policy[cc], policy[cr_], ref[cc], ref[cr_], cfg.beta)
+        l_c, c_cr, c_rr = losses.dpo_loss(policy[cc], policy[cr_], ref[cc], ref[cr_], cfg.beta)
         l_sft = losses.nll_loss(policy[e], counts[e])
         mean = lambda x: x.mean() if x.numel() else zero  # a term with no pairs in this batch contributes 0
         loss = dpo_coef * mean(l_a) + hn_coef * mean(l_b[has_b]) + sft_coef * mean(l_sft) + ff_coef * mean(l_c)
         stats = {"loss": loss.item(), "nll": mean(l_sft).item(), **pair_stats("own", a_cr, a_rr),
-                 **pair_stats("hard", b_cr[has_b].unsqueeze(1).expand_as(b_rr[has_b])[hmask[has_b]], b_rr[has_b][hmask[has_b]])}
+                 **pair_stats("hard", b_cr[has_b].unsqueeze(1).expand_as(b_rr[has_b])[hmask[has_b]], b_rr[has_b][hmask[has_b]]),
+                 **pair_stats("ff", c_cr, c_rr)}
         return loss, stats
     return loss_fn
 
@@ -660,9 +666,11 @@ def run_method(cfg: Config, method: str, run: RunDir, data: dict, renderer, sft_
         # 6. Update the target: ETO is pure DPO on (a); co-evolution weighs every term by its coefficient
         coefs = (1.0, 0.0, 0.0, 0.0) if method == "eto" else (cfg.dpo_coef, cfg.hn_coef, cfg.sft_coef, cfg.ff_coef)
         pool, items = to_pool(groups, "groups")
+        pair_counts = {f"{kind}_pairs": sum(len(g[key]) for g in groups) for kind, key in (("own", "a"), ("hard", "hard"), ("ff", "c"))}
         park(cfg, failure, "cpu")  # memory: on a GPU only the agent being updated stays there
         model_phase(run, f"{tag}/6_update_target", target, renderer, lambda: preference_update(
-            cfg, target, renderer, pool, items, target_loss(cfg, coefs), cfg.target_lr, run, f"{tag}/6_update_target", ref_path))
+            cfg, target, renderer, pool, items, target_loss(cfg, coefs), cfg.target_lr, run, f"{tag}/6_update_target", ref_path,
+            pair_counts))
         park(cfg, failure, cfg.device)
         # 7. Evaluate the target greedily on seen and unseen test tasks
         json_phase(run, f"{tag}/7_evaluate", lambda: logged(run, f"{tag}/7_evaluate", evaluate(

@@ -134,6 +134,9 @@ def test_every_method_and_ablation_runs(tmp_path, kw):
         assert (run / "transcripts.md").exists()
         assert (run / "ckpt" / "coevo_1_6_update_target" / "model.safetensors").exists()
         assert any(r["phase"] == "coevo/1/1_explore_failure" and "hard_negative_share" in r for r in records)
+        update = next(r for r in records if r["phase"] == "coevo/1/6_update_target")
+        assert {"own_pairs", "hard_pairs", "ff_pairs"} <= update.keys()  # how many pairs of each kind it learned from
+        assert (update["ff_pairs"] > 0) == ("ff_acc" in update)  # a kind's DPO metrics appear exactly when it had pairs
 
 
 def test_same_seed_same_metrics(tmp_path):
@@ -236,6 +239,13 @@ def test_paired_gaps_subtract_sft_seed_by_seed():
     results = {"sft": [[80.0, 40.0], [60.0, 30.0]], "eto": [[81.0, 39.0], [61.0, 31.0]]}
     assert coevo.paired_gaps(results) == {"eto": [[1.0, -1.0], [1.0, 1.0]]}
     assert coevo.mean_std([r[0] for r in coevo.paired_gaps(results)["eto"]]) == "1.0 ± 0.0"
+
+
+def test_update_metrics_average_only_the_steps_that_had_that_pair_kind():
+    # step 2's batch held no hard negative: its hard_acc is absent, not 0, so the phase's hard_acc stays 1.0
+    steps = [{"loss": 0.6, "own_acc": 0.5, "hard_acc": 1.0}, {"loss": 0.4, "own_acc": 1.0}]
+    assert coevo.step_means(steps) == {"loss": 0.5, "own_acc": 0.75, "hard_acc": 1.0}
+    assert coevo.step_means([]) == {}
 
 
 def test_phase_summary_line_rounds_nested_evaluation_results():
