@@ -380,6 +380,17 @@ def exploration_stats(trajs: list) -> dict:
                 timeout_rate=sum(t["end"] == "timeout" for t in trajs) / len(trajs))
 
 
+def greedy_churn(before: list, after: list) -> dict:
+    """Task by task, the target's greedy rollouts of two consecutive iterations: failures it now solves, successes it
+    lost, and failures it repeats action for action (where the preference update did not change its decisions)."""
+    prev = {t["task"]["id"]: t for t in before}
+    pairs = [(prev[t["task"]["id"]], t) for t in after if t["task"]["id"] in prev]
+    return dict(solved_since_last=sum(not x["success"] and y["success"] for x, y in pairs),
+                broken_since_last=sum(x["success"] and not y["success"] for x, y in pairs),
+                repeated_failures=sum(not x["success"] and not y["success"] and x["messages"][1::2] == y["messages"][1::2]
+                                      for x, y in pairs))
+
+
 def by_task(trajs: list) -> dict:
     """Group trajectories by task id, dropping repeats of the same action sequence (they add nothing)."""
     groups, seen = {}, set()
@@ -634,12 +645,18 @@ def run_method(cfg: Config, method: str, run: RunDir, data: dict, renderer, sft_
     experts, tasks = data["experts"], [e["task"] for e in data["experts"]]
     # ETO explores where it can pair with e*; co-evolution also explores tasks without one, for failure pairs
     explored = data["train"][:max(cfg.explore_tasks, cfg.n_expert)] if method == "coevo" else tasks
+    greedy = lambda trajs: trajs[:len(explored)]  # explore() returns the greedy rollouts first, one per task
+    own = []  # the target's rollouts of the previous iteration
     for k in range(1, cfg.iterations + 1):
         tag = f"{method}/{k}"
         ref_path = sft_path if cfg.reference == "sft" else ""
         # 1. Explore: the target (greedy + optional samples) and the failure agent (samples) on the explored tasks
-        own = json_phase(run, f"{tag}/1_explore_target", lambda: logged(run, f"{tag}/1_explore_target", explore(
-            cfg, target, renderer, explored, cfg.target_samples, cfg.target_temperature, phase_seed(cfg, f"{tag}/1t"), "target", greedy_too=True)))
+        def explore_target():  # from iteration 2 on, also what changed task by task since the last iteration
+            trajs = explore(cfg, target, renderer, explored, cfg.target_samples, cfg.target_temperature,
+                            phase_seed(cfg, f"{tag}/1t"), "target", greedy_too=True)
+            churn = greedy_churn(greedy(own), greedy(trajs)) if own else {}
+            return logged(run, f"{tag}/1_explore_target", trajs, **churn)
+        own = json_phase(run, f"{tag}/1_explore_target", explore_target)
         hard = []
         if method == "coevo":
             fails = json_phase(run, f"{tag}/1_explore_failure", lambda: logged(run, f"{tag}/1_explore_failure", explore(
@@ -677,10 +694,11 @@ def run_method(cfg: Config, method: str, run: RunDir, data: dict, renderer, sft_
             cfg, target, renderer, data, f"{tag} eval")))
 
 
-def logged(run: RunDir, phase: str, result):
-    """Record a phase's result (exploration statistics or evaluation) in metrics.jsonl and pass it on."""
+def logged(run: RunDir, phase: str, result, **extra):
+    """Record a phase's result (exploration statistics or evaluation, and any extra figures) in metrics.jsonl
+    and pass it on."""
     if isinstance(result, list):
-        run.log(phase, **exploration_stats(result))
+        run.log(phase, **exploration_stats(result), **extra)
     else:
         run.log(phase, **result)
     tqdm.write(f"[{phase}] " + fmt({k: v for k, v in run.pending[-1].items() if k != "phase"}))

@@ -117,7 +117,7 @@ def smoke(tmp_path, name, **kw):
 
 
 @pytest.mark.parametrize("kw", [
-    dict(method="sft"), dict(method="eto"), dict(method="coevo"),
+    dict(method="sft"), dict(method="eto", iterations=2), dict(method="coevo"),
     dict(method="coevo", failure_agent="frozen"), dict(method="coevo", failure_agent="positive"),
     dict(method="coevo", hn_coef=0.0), dict(method="coevo", ff_coef=0.5, listwise=True, failure_sft_coef=0.5),
     dict(method="coevo", reference="sft", regenerate_hard_negatives=False, hn_threshold=0.5, failure_within_agent=True),
@@ -137,6 +137,8 @@ def test_every_method_and_ablation_runs(tmp_path, kw):
         update = next(r for r in records if r["phase"] == "coevo/1/6_update_target")
         assert {"own_pairs", "hard_pairs", "ff_pairs"} <= update.keys()  # how many pairs of each kind it learned from
         assert (update["ff_pairs"] > 0) == ("ff_acc" in update)  # a kind's DPO metrics appear exactly when it had pairs
+    if cfg.method in ("eto", "coevo") and cfg.iterations > 1:
+        assert "repeated_failures" in next(r for r in records if r["phase"] == f"{cfg.method}/2/1_explore_target")
 
 
 def test_same_seed_same_metrics(tmp_path):
@@ -152,7 +154,7 @@ class Killed(Exception):
 @pytest.mark.parametrize("kill_at", ["finish:3", "finish:8", "dpo:2"])
 def test_kill_and_resume_equals_uninterrupted(tmp_path, monkeypatch, kill_at):
     """A kill after a phase is written (finish:N) or in the middle of an update (dpo:N) loses nothing."""
-    coevo.main(smoke(tmp_path, "whole", method="compare"))
+    coevo.main(smoke(tmp_path, "whole", method="compare", iterations=2))  # iteration 2 reads iteration 1 back
     where, n = kill_at.split(":")
     calls = {"n": 0}
     target = (coevo.RunDir, "finish") if where == "finish" else (losses, "dpo_loss")
@@ -165,7 +167,7 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path, monkeypatch, kill_at):
         return original(*a, **kw)
     monkeypatch.setattr(*target, dying)
     with pytest.raises(Killed):
-        coevo.main(smoke(tmp_path, "killed", method="compare"))
+        coevo.main(smoke(tmp_path, "killed", method="compare", iterations=2))
     monkeypatch.setattr(*target, original)
     (tmp_path / "killed" / ".lock").write_text("999999999")   # a real kill leaves its lock behind (stale pid)
     saved = json.load(open(tmp_path / "killed" / "config.json"))
@@ -239,6 +241,15 @@ def test_paired_gaps_subtract_sft_seed_by_seed():
     results = {"sft": [[80.0, 40.0], [60.0, 30.0]], "eto": [[81.0, 39.0], [61.0, 31.0]]}
     assert coevo.paired_gaps(results) == {"eto": [[1.0, -1.0], [1.0, 1.0]]}
     assert coevo.mean_std([r[0] for r in coevo.paired_gaps(results)["eto"]]) == "1.0 ± 0.0"
+
+
+def test_greedy_churn_counts_what_changed_task_by_task():
+    def traj(tid, success, actions):
+        return {"task": {"id": tid}, "success": success, "messages": ["goal"] + [m for a in actions for m in (a, "obs")]}
+    before = [traj("a", False, ["x"]), traj("b", False, ["x"]), traj("c", True, ["y"]), traj("d", False, ["x"])]
+    after = [traj("a", True, ["y"]), traj("b", False, ["x"]), traj("c", False, ["x"]), traj("d", False, ["z"])]
+    # a: fixed; b: the same failure, action for action; c: lost; d: failed differently (neither repeated nor fixed)
+    assert coevo.greedy_churn(before, after) == {"solved_since_last": 1, "broken_since_last": 1, "repeated_failures": 1}
 
 
 def test_update_metrics_average_only_the_steps_that_had_that_pair_kind():
