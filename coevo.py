@@ -175,6 +175,7 @@ class RunDir:
         self._lock()
         self.done = json.load(open(os.path.join(path, "state.json")))["done"] if resume else []
         self.pending = []  # metric records of the phase in progress
+        self.clock = time.time()  # when the phase in progress started (its summary line shows the seconds)
         # drop metric records of phases that never finished (a kill between the two writes)
         records = [json.loads(l) for l in open(self.file("metrics.jsonl"))] if os.path.exists(self.file("metrics.jsonl")) else []
         self._write(self.file("metrics.jsonl"), "".join(json.dumps(r) + "\n" for r in records if r["phase"] in self.done))
@@ -213,9 +214,12 @@ class RunDir:
         self.pending.append({"phase": phase, **metrics})
 
     def finish(self, phase: str):
+        """The phase's one summary line (its last metric record and wall time), then its records and its name."""
+        last = {k: v for k, v in (self.pending[-1] if self.pending else {}).items() if k != "phase"}
+        tqdm.write(f"[{phase}] {fmt(last)} ({time.time() - self.clock:.0f} s)")
         with open(self.file("metrics.jsonl"), "a") as f:
             f.write("".join(json.dumps(r) + "\n" for r in self.pending))
-        self.pending = []
+        self.pending, self.clock = [], time.time()
         self.done.append(phase)
         self._write(self.file("state.json"), json.dumps({"done": self.done}))
 
@@ -593,15 +597,29 @@ def to_pool(groups_or_pairs: list, kind: str):
 
 
 def evaluate(cfg: Config, model, renderer, data: dict, label: str) -> dict:
-    """Step 7: greedy rollouts on test_seen and test_unseen; average reward x100 and success rate."""
+    """Step 7: greedy rollouts on test_seen and test_unseen; average reward x100 and success rate. Also the
+    oracle's trajectories on the same tasks, teacher-forced: `expert_nll`, the per-token NLL of their actions.
+    Reward moves in jumps (one argmax flip can break every episode); this moves smoothly, so a preference update
+    that pushes the expert's own tokens down (DPO's likelihood displacement) shows here first."""
     out = {}
     for split in ("test_seen", "test_unseen"):
         trajs = M.rollout(model, renderer, lambda: envs.make_env(cfg.env), data[split], temperature=0.0,
                           device=cfg.device, progress=True, desc=f"{label} {split}")
         out[split] = {"reward": 100 * sum(t["reward"] for t in trajs) / len(trajs),
                       "success": sum(t["success"] for t in trajs) / len(trajs),
-                      "invalid_rate": exploration_stats(trajs)["invalid_rate"]}
+                      "invalid_rate": exploration_stats(trajs)["invalid_rate"],
+                      "expert_nll": expert_nll(cfg, model, renderer, [envs.oracle(t) for t in data[split]])}
     return out
+
+
+@torch.no_grad()
+def expert_nll(cfg: Config, model, renderer, trajs: list) -> float:
+    """Per-token NLL of the action tokens of `trajs` under `model` (all tokens pooled, as in SFT's loss)."""
+    seqs, total, count = [renderer.render(t["messages"]) for t in trajs], 0.0, 0
+    for b in range(0, len(seqs), 64):
+        logps, n = pool_logps(cfg, model, renderer, seqs, list(range(b, min(b + 64, len(seqs)))))
+        total, count = total - logps.float().sum().item(), count + n.sum().item()
+    return total / max(count, 1)
 
 
 # -----------------------------------------------------------------------------------------------------------
@@ -701,7 +719,6 @@ def logged(run: RunDir, phase: str, result, **extra):
         run.log(phase, **exploration_stats(result), **extra)
     else:
         run.log(phase, **result)
-    tqdm.write(f"[{phase}] " + fmt({k: v for k, v in run.pending[-1].items() if k != "phase"}))
     return result
 
 

@@ -96,6 +96,29 @@ def test_target_update_moves_policy_not_reference(tmp_path):
     run.release()
 
 
+def test_expert_nll_is_the_pooled_action_token_nll_and_sft_lowers_it(tmp_path):
+    # evaluate()'s smooth companion to reward: the oracle's test trajectories, teacher-forced
+    cfg = coevo.Config(preset="smoke", **coevo.PRESETS["smoke"], out_dir=str(tmp_path), env="shop")
+    data = coevo.make_data(cfg)
+    renderer = coevo.build_renderer(cfg, data)
+    torch.manual_seed(0)
+    policy = coevo.new_model(cfg, renderer).eval()
+    oracle = [envs.oracle(t) for t in data["test_seen"]]
+    by_hand, count = 0.0, 0
+    for t in oracle:  # token t is predicted at position t - 1; only action tokens (and their stop token) count
+        ids, mask = renderer.render(t["messages"])
+        logp = torch.log_softmax(policy(torch.tensor([ids]))[0].float(), -1)
+        for i in range(1, len(ids)):
+            if mask[i]:
+                by_hand, count = by_hand - logp[i - 1, ids[i]].item(), count + 1
+    before = coevo.expert_nll(cfg, policy, renderer, oracle)
+    assert before == pytest.approx(by_hand / count, rel=1e-5)
+    run = coevo.RunDir(str(tmp_path / "run"), cfg, resume=False)
+    coevo.sft(dataclasses.replace(cfg, sft_epochs=20), policy, renderer, data["experts"], run, "sft/0_train")
+    run.release()
+    assert coevo.expert_nll(cfg, policy, renderer, oracle) < before - 0.5  # imitation transfers to test tasks
+
+
 def test_failure_sft_coef_adds_a_pull_on_the_chosen_failure_only():
     # at policy == reference DPO pushes chosen up and rejected down by the same amount (beta / 2 each);
     # the NLL anchor adds coef / n_tokens of extra pull on the chosen failure and leaves the rejected one alone
@@ -141,10 +164,14 @@ def test_every_method_and_ablation_runs(tmp_path, kw):
         assert "repeated_failures" in next(r for r in records if r["phase"] == f"{cfg.method}/2/1_explore_target")
 
 
-def test_same_seed_same_metrics(tmp_path):
+def test_same_seed_same_metrics(tmp_path, capsys):
     for name in ("a", "b"):
         coevo.main(smoke(tmp_path, name, method="compare"))
     assert open(tmp_path / "a" / "metrics.jsonl").read() == open(tmp_path / "b" / "metrics.jsonl").read()
+    # wall time goes to the screen only (it differs run to run): one line per finished phase, with its seconds
+    lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("[")]
+    assert [l.split("]")[0][1:] for l in lines] == json.load(open(tmp_path / "b" / "state.json"))["done"] * 2
+    assert all(l.endswith(" s)") for l in lines)
 
 
 class Killed(Exception):
