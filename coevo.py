@@ -597,17 +597,19 @@ def to_pool(groups_or_pairs: list, kind: str):
 
 
 def evaluate(cfg: Config, model, renderer, data: dict, label: str) -> dict:
-    """Step 7: greedy rollouts on test_seen and test_unseen; average reward x100 and success rate. Also the
-    oracle's trajectories on the same tasks, teacher-forced: `expert_nll`, the per-token NLL of their actions.
-    Reward moves in jumps (one argmax flip can break every episode); this moves smoothly, so a preference update
-    that pushes the expert's own tokens down (DPO's likelihood displacement) shows here first."""
+    """Step 7: greedy rollouts on test_seen and test_unseen; average reward x100, success rate, the share of
+    invalid actions and of episodes that ran out of steps (in shop and sql a timeout scores 0, below any wrong
+    purchase or query). Also the oracle's trajectories on the same tasks, teacher-forced: `expert_nll`, the
+    per-token NLL of their actions. Reward moves in jumps (one argmax flip can break every episode); this moves
+    smoothly, so a preference update that pushes the expert's own tokens down (DPO's likelihood displacement) shows."""
     out = {}
     for split in ("test_seen", "test_unseen"):
         trajs = M.rollout(model, renderer, lambda: envs.make_env(cfg.env), data[split], temperature=0.0,
                           device=cfg.device, progress=True, desc=f"{label} {split}")
+        stats = exploration_stats(trajs)
         out[split] = {"reward": 100 * sum(t["reward"] for t in trajs) / len(trajs),
                       "success": sum(t["success"] for t in trajs) / len(trajs),
-                      "invalid_rate": exploration_stats(trajs)["invalid_rate"],
+                      "invalid_rate": stats["invalid_rate"], "timeout_rate": stats["timeout_rate"],
                       "expert_nll": expert_nll(cfg, model, renderer, [envs.oracle(t) for t in data[split]])}
     return out
 

@@ -152,6 +152,8 @@ def test_every_method_and_ablation_runs(tmp_path, kw):
     run = tmp_path / "r"
     records = [json.loads(l) for l in open(run / "metrics.jsonl")]
     assert "sft" in table and any(r["phase"].endswith("7_evaluate") for r in records)
+    evaluation = next(r for r in records if r["phase"].endswith("7_evaluate"))["test_unseen"]
+    assert evaluation.keys() == {"reward", "success", "invalid_rate", "timeout_rate", "expert_nll"}
     assert (run / "summary.md").exists() and not (run / ".lock").exists()
     if cfg.method == "coevo":
         assert (run / "transcripts.md").exists()
