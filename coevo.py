@@ -99,6 +99,8 @@ class Config:
     dpo_epochs: int = 1  # passes over the pairs per update
     reference: str = "iteration"  # iteration (each agent at the start of the iteration, ETO) | sft (fixed SFT model)
     eto_truncate_turns: int = 5  # ETO: a rejected trajectory keeps at most the expert's turns + this many
+    cut_at_divergence: bool = False  # expert pairs (a, b): the rejected side ends at its first action that differs
+    #                                  from the chosen side's, so only that decision is pushed down (off: whole trajectories)
     # --- schedule
     iterations: int = 3  # K: exploration-update rounds after SFT
 
@@ -411,6 +413,15 @@ def truncate(traj: dict, n_turns: int) -> dict:
     return dict(traj, messages=traj["messages"][:2 * n_turns + 1])
 
 
+def cut_at_divergence(chosen: dict, rejected: dict) -> dict:
+    """The rejected trajectory up to and including its first action that differs from the chosen one's. The shared
+    prefix cancels in DPO anyway; what this removes is everything after the mistake, e.g. the final purchase of a
+    near-miss, which is the expert's own last action too, in another state. Unchanged if it never differs."""
+    c, r = chosen["messages"], rejected["messages"]
+    i = next((i for i in range(1, len(r), 2) if i >= len(c) or r[i] != c[i]), None)
+    return rejected if i is None else dict(rejected, messages=r[:i + 1])
+
+
 def build_eto_pairs(expert: dict, trajs: list, truncate_turns: int) -> list:
     """Pairs (a): expert vs the target's own trajectory, ETO's rules. Ties are dropped (no preference to learn),
     the pair is flipped when the agent beats the expert, and the rejected side is truncated to the expert's
@@ -450,10 +461,13 @@ def build_target_groups(cfg: Config, experts: list, own: list, hard: list, metho
     for e in experts:
         tid = e["task"]["id"]
         a = build_eto_pairs(e, own_by.get(tid, []), cfg.eto_truncate_turns)
+        if cfg.cut_at_divergence:
+            a = [(c, cut_at_divergence(c, r)) for c, r in a]
         if method == "eto":  # ETO: pure DPO on (a)
             groups += [{"expert": e, "a": a, "hard": [], "c": []}] if a else []
             continue
         h = [t for t in hard_by.get(tid, []) if not t["success"] and t["reward"] >= cfg.hn_threshold]
+        h = [cut_at_divergence(e, t) for t in h] if cfg.cut_at_divergence else h
         fails = [t for t in own_by.get(tid, []) if not t["success"]]
         c = build_failure_pairs(fails, [], cfg.failure_min_gap, within_agent=True) if cfg.ff_coef > 0 else []
         if a or h or c:

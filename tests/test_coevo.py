@@ -41,6 +41,21 @@ def test_eto_pairs_drop_ties_flip_and_truncate():
     assert c is better and r["reward"] == 0.5
 
 
+def test_cut_at_divergence_keeps_the_first_wrong_action_only():
+    expert = traj("t", 1.0, actions=("search[x]", "click[a1]", "click[red]", "click[buy now]"))
+    near_miss = traj("t", 0.75, actions=("search[x]", "click[a1]", "click[blue]", "click[buy now]"))
+    cut = coevo.cut_at_divergence(expert, near_miss)
+    # shared prefix, then the wrong click; its final purchase (the expert's own last action) is gone
+    assert cut["messages"][1::2] == ["search[x]", "click[a1]", "click[blue]"] and cut["reward"] == 0.75
+    longer = traj("t", 0.0, actions=("search[x]", "click[a1]", "click[red]", "click[buy now]", "click[back]"))
+    assert coevo.cut_at_divergence(expert, longer)["messages"][1::2][-1] == "click[back]"  # acting past the end
+    same = traj("t", 0.0, actions=("search[x]",))
+    assert coevo.cut_at_divergence(expert, same) is same  # never differs: unchanged
+    cfg = coevo.Config(cut_at_divergence=True, hn_coef=0.5)
+    (g,) = coevo.build_target_groups(cfg, [expert], [near_miss], [near_miss], "coevo")
+    assert g["a"][0][1]["messages"] == cut["messages"] and g["hard"][0]["messages"] == cut["messages"]
+
+
 def test_failure_pairs_gap_successes_and_tasks():
     tgt = [traj("u", 0.5, ("a",)), traj("u", 1.0, ("s",)), traj("v", 0.2, ("b",))]
     fail = [traj("u", 0.8, ("c",)), traj("u", 0.55, ("d",)), traj("v", 0.9, ("e",)), traj("w", 0.7, ("f",))]
@@ -143,7 +158,8 @@ def smoke(tmp_path, name, **kw):
     dict(method="sft"), dict(method="eto", iterations=2), dict(method="coevo"),
     dict(method="coevo", failure_agent="frozen"), dict(method="coevo", failure_agent="positive"),
     dict(method="coevo", hn_coef=0.0), dict(method="coevo", ff_coef=0.5, listwise=True, failure_sft_coef=0.5),
-    dict(method="coevo", reference="sft", regenerate_hard_negatives=False, hn_threshold=0.5, failure_within_agent=True),
+    dict(method="coevo", reference="sft", regenerate_hard_negatives=False, hn_threshold=0.5, failure_within_agent=True,
+         cut_at_divergence=True),
     dict(method="coevo", env="lab"), dict(method="coevo", env="sql"),
 ])
 def test_every_method_and_ablation_runs(tmp_path, kw):
