@@ -5,7 +5,7 @@
     python coevo.py --seeds 0,1,2                    # the comparison over seeds: mean and spread
     python coevo.py --resume runs/<name>             # continue a killed run after its last finished phase
 
-The loop in `main_method` is the algorithm box of docs/method.md, with the step number on each line:
+The loop in `run_method` is the algorithm box of docs/coevo.md (from METHOD.md), with the step number on each line:
   0. SFT both agents on the expert trajectories
   for k in 1..K:
   1. explore with the target and the failure agent   2. failure-vs-failure pairs   3. DPO update of the failure agent
@@ -99,8 +99,7 @@ class Config:
     dpo_epochs: int = 1  # passes over the pairs per update
     reference: str = "iteration"  # iteration (each agent at the start of the iteration, ETO) | sft (fixed SFT model)
     eto_truncate_turns: int = 5  # ETO: a rejected trajectory keeps at most the expert's turns + this many
-    cut_at_divergence: bool = False  # expert pairs (a, b): the rejected side ends at its first action that differs
-    #                                  from the chosen side's, so only that decision is pushed down (off: whole trajectories)
+    cut_at_divergence: bool = False  # expert pairs: rejected side cut after its first action unlike the chosen's
     # --- schedule
     iterations: int = 3  # K: exploration-update rounds after SFT
 
