@@ -6,12 +6,14 @@ shared/ENVS.md; interface: docs/design.md; reward bands and measured sizes: docs
     task = make_tasks("shop", "train", n=1, seed=0)[0]
     env = make_env("shop"); obs = env.reset(task); obs, reward, done, info = env.step("search[wool shirt]")
 
-- ToyShop: search a fixed 160-product catalog, open a product, click its options, buy. Reward: WebShop's
+- ToyShop: every episode draws its own 14-product shop (fresh ids, prices, options, title word order and
+  listing order); search it, open a product, click its options, buy. Reward: WebShop's
   r_type * (attributes + options + price matched) / (|attributes| + |options| + 1). 10-step cap.
 - ToyLab: 4 rooms; melt / boil / freeze a substance, mix paint from a recipe, find and deliver a thing,
   measure and pick a box. Reward: ScienceWorld's ordered subgoals k/n + optional bonus, best score reached
   (ETO). 15-step cap.
-- ToySQL: one fresh 12-row sqlite table per episode; answer a question with read-only SQL, then submit.
+- ToySQL: one fresh 12-row sqlite table per episode, under a fresh name (`show tables` tells it); answer a
+  question with read-only SQL, then submit.
   Reward: InterCode's multiset IoU of the rows, times the Kendall correlation when the gold query orders.
   10-step cap.
 
@@ -26,9 +28,11 @@ Deviations from shared/ENVS.md, and why:
    an action that cannot apply here is invalid, as in ALFWorld, rather than a message of its own.
 2. Splits: a seen task goes to train or test_seen by a sha256 bucket of its first observation, so the two
    never share an (instruction, world) pair; test_unseen tasks use the test bucket too.
-3. Shop: product ids are a letter and a digit (`g9`, two tokens) so a step-capped episode fits 450 tokens;
-   `search[...]` works from any page; goals ask for one or two attributes (two reward denominators, more
-   failure levels); the catalog is fixed (CATALOG_SEED), so a task's world is its goal.
+3. Shop: product ids are a letter and two digits (`k47`, 2,600 codes, three tokens) so a step-capped
+   episode fits the 512-token context; `search[...]` works from any page; goals ask for one or two
+   attributes (two reward denominators, more failure levels). Each episode's shop is drawn from the task's
+   seed with the confusers WebShop's near-misses need; WebShop's 1.18M products cannot be memorised, and
+   an earlier fixed 160-product catalog was: an SFT agent bought by remembered id (docs/envs.md).
 4. Lab: the find instruction names the target ("find the moss"); two boxes; state change and mix have 4
    ordered subgoals, find and measure 3, each family one optional subgoal. So some near-misses differ from
    the sketch: forgot the stove 0.70 (sketch 0.83), wrong box after measuring 0.917 (0.95).
@@ -36,12 +40,15 @@ Deviations from shared/ENVS.md, and why:
    `city` with training; an 8th template ("at least") gives the `>` for `>=` near-miss; a generated task is
    kept only if every scripted near-miss lands in its band (ENVS: reject tasks whose near-misses score 1);
    results are cut to 6 rows / 18 tokens ("more."), words outside the lexicon print as "?", and sqlite
-   errors pass through a fixed set of messages, so the vocabulary stays closed.
+   errors pass through a fixed set of messages, so the vocabulary stays closed. The table's name is a
+   fresh code per episode (InterCode's agent must explore a database it has not seen; a fixed name per
+   schema could be recalled from the question's words without running `show tables`).
 """
 import argparse
 import functools
 import hashlib
 import itertools
+import json
 import random
 import re
 import sqlite3
@@ -133,44 +140,84 @@ SHOP_CATEGORIES = {  # category: (types, attribute pool, first option dimension)
 SHOP_VALUES = {"color": ("red", "blue", "black", "white", "green", "grey"),
                "scent": ("mint", "lemon", "rose", "vanilla", "lavender"), "size": ("small", "medium", "large")}
 SHOP_TYPES = {t: (cat, attrs, dim) for cat, (types, attrs, dim) in SHOP_CATEGORIES.items() for t in types}
-CATALOG_SEED = 0
 PAGE = 3                                               # results per page; at most 3 pages are listed
+SHOP_PRODUCTS = 14                                     # products in one episode's shop
+SHOP_PRICES = tuple(p for p in range(11, 80) if p % 10)   # never a multiple of 10: "under $30" is never a tie
 # Held out of training goals: type i of its category with attribute 2i mod 5 (distinct within a category, so
 # every attribute is still asked for with other types) and with first-dimension value 3i+1 (about 10%).
 SHOP_HELD_OUT = {(t, pair) for types, attrs, dim in SHOP_CATEGORIES.values() for i, t in enumerate(types)
                  for pair in (attrs[2 * i % 5], SHOP_VALUES[dim][(3 * i + 1) % len(SHOP_VALUES[dim])])}
 
 
-@functools.lru_cache(maxsize=4)
-def _catalog(seed: int) -> tuple:
-    """About 160 products: every attribute pair of every type, plus 20 over-budget twins (confusers)."""
-    rng = random.Random(seed)
-    prices = [p for p in range(11, 80) if p % 10]     # never a multiple of 10, so "under $30" is never a tie
-
-    def product(t, attrs, price):
-        dim = SHOP_TYPES[t][2]
-        return {"type": t, "attrs": list(attrs), "price": price,
-                "options": {dim: sorted(rng.sample(SHOP_VALUES[dim], 3), key=SHOP_VALUES[dim].index),
-                            "size": sorted(rng.sample(SHOP_VALUES["size"], 2), key=SHOP_VALUES["size"].index)}}
-    base = [product(t, pair, rng.choice(prices)) for t, (_, attrs, _) in SHOP_TYPES.items()
-            for pair in itertools.combinations(attrs, 2)]
-    twins = [product(p["type"], p["attrs"], _ceil10(p["price"]) + rng.randint(1, 9)) for p in rng.sample(base, 20)]
-    products = base + twins
-    rng.shuffle(products)                              # listing order breaks search ties: confusers interleave
-    ids = rng.sample([a + d for a in string.ascii_lowercase for d in string.digits], len(products))
-    return tuple(dict(p, id=i) for p, i in zip(products, ids))
-
-
 def _ceil10(price: int) -> int:
     return (price // 10 + 1) * 10
 
 
-@functools.lru_cache(maxsize=8192)
-def _shop_search(seed: int, words: tuple) -> tuple:
-    """Deterministic search: one point per query word in the title, one more when the type is asked for."""
+def _shop_goal(rng, unseen: bool) -> dict:
+    """A goal (type, one or two attributes, two option values, budget) that is held out iff `unseen`."""
+    while True:
+        t = rng.choice(sorted(SHOP_TYPES))
+        _, pool, dim = SHOP_TYPES[t]
+        attrs = rng.sample(pool, rng.choice((1, 2)))
+        options = {dim: rng.choice(SHOP_VALUES[dim]), "size": rng.choice(SHOP_VALUES["size"])}
+        if any((t, x) in SHOP_HELD_OUT for x in attrs + [options[dim]]) == unseen:
+            return {"type": t, "attrs": attrs, "options": options, "budget": _ceil10(rng.choice(SHOP_PRICES))}
+
+
+def _shop_world(rng, goal) -> list:
+    """One episode's shop, drawn afresh: the product that meets the goal, the confusers WebShop's near-misses
+    come from (siblings with one attribute different, over-budget twins, the same attributes on another type of
+    the category, another category) and random fillers. Ids are fresh codes, prices, offered option values,
+    title word order and listing order are drawn per episode, so nothing is learned by name: the goal's product
+    is found only by reading titles and prices. Exactly one product shows every asked-for attribute of the
+    asked-for type under budget (the oracle clicks the first such one; fillers that would also qualify are
+    redrawn)."""
+    t, want, budget = goal["type"], set(goal["attrs"]), goal["budget"]
+    cat, pool, _ = SHOP_TYPES[t]
+    cheap = [p for p in SHOP_PRICES if p < budget]
+    dear = [p for p in SHOP_PRICES if p > budget] or [budget + 9]
+
+    def product(kind, attrs, price, offers=True):
+        dims = {SHOP_TYPES[kind][2]: 3, "size": 2}
+        options = {}
+        for d, n in dims.items():              # n of the dimension's values, the goal's among them if it offers
+            must = [goal["options"][d]] if offers and d in goal["options"] else []
+            rest = rng.sample([v for v in SHOP_VALUES[d] if v not in must], n - len(must))
+            options[d] = sorted(must + rest, key=SHOP_VALUES[d].index)
+        return {"type": kind, "attrs": rng.sample(attrs, len(attrs)), "price": price, "options": options}
+
+    def fill(attrs):                           # two attributes: the asked ones, topped up from the type's pool
+        return list(attrs) + rng.sample([a for a in pool if a not in attrs], 2 - len(attrs))
+
+    def qualifies(p):
+        return p["type"] == t and want <= set(p["attrs"]) and p["price"] < budget
+
+    products = [product(t, fill(goal["attrs"]), rng.choice(cheap))]                     # the goal's product
+    products += [product(t, fill(goal["attrs"]), rng.choice(dear)) for _ in range(rng.randint(1, 3))]   # over budget
+    for _ in range(rng.randint(1, 2)):                                         # siblings: one attribute off
+        keep = rng.sample(sorted(want), len(want) - 1)
+        products.append(product(t, keep + rng.sample([a for a in pool if a not in want], 2 - len(keep)), rng.choice(cheap)))
+    others = [x for x in SHOP_CATEGORIES[cat][0] if x != t]
+    products.append(product(rng.choice(others), fill(goal["attrs"]), rng.choice(cheap)))                # another type
+    far = rng.choice([x for x in SHOP_TYPES if SHOP_TYPES[x][0] != cat])                       # another category
+    products.append(product(far, rng.sample(SHOP_TYPES[far][1], 2), rng.choice(SHOP_PRICES), offers=False))
+    while len(products) < SHOP_PRODUCTS:                                       # fillers, half from the category
+        kind = rng.choice(others + [t] if rng.random() < 0.5 else sorted(SHOP_TYPES))
+        p = product(kind, rng.sample(SHOP_TYPES[kind][1], 2), rng.choice(SHOP_PRICES), offers=False)
+        if not qualifies(p):
+            products.append(p)
+    rng.shuffle(products)                      # the listing order breaks search ties
+    ids = rng.sample([a + b + c for a in string.ascii_lowercase for b in string.digits for c in string.digits],
+                     len(products))
+    return [dict(p, id=i) for p, i in zip(products, ids)]
+
+
+def _shop_search(products, words) -> list:
+    """Deterministic search: a point per query word among the attributes, two more when the type is asked for;
+    ties keep the listing order; at most 3 pages."""
     q = set(words)
-    scored = [(-(len(q & set(p["attrs"])) + 2 * (p["type"] in q)), i) for i, p in enumerate(_catalog(seed))]
-    return tuple(_catalog(seed)[i] for s, i in sorted(scored) if s < 0)[:3 * PAGE]
+    scored = [(-(len(q & set(p["attrs"])) + 2 * (p["type"] in q)), i) for i, p in enumerate(products)]
+    return [products[i] for s, i in sorted(scored) if s < 0][:3 * PAGE]
 
 
 def _shop_matches(p, goal) -> bool:
@@ -178,66 +225,45 @@ def _shop_matches(p, goal) -> bool:
     return p["type"] == goal["type"] and set(goal["attrs"]) <= set(p["attrs"]) and p["price"] < goal["budget"]
 
 
+def _shop_title(p) -> str:
+    return f"{p['id']} {' '.join(p['attrs'])} {p['type']} ${p['price']}"
+
+
 def _shop_instruction(goal) -> str:
     (dim, value), (_, size) = goal["options"].items()
     return f"buy {' '.join(goal['attrs'])} {goal['type']}, {dim} {value}, size {size}, under ${goal['budget']}."
 
 
-@functools.lru_cache(maxsize=4)
-def _shop_goals(seed: int) -> dict:
-    """Every goal whose first matching search result offers its options, grouped by split."""
-    pools, seen = {s: [] for s in SPLITS}, set()
-    for p in _catalog(seed):
-        for attrs in [p["attrs"]] + [[a] for a in p["attrs"]]:
-            goal = {"type": p["type"], "attrs": attrs, "budget": _ceil10(p["price"])}
-            hits = [q for q in _shop_search(seed, tuple(attrs) + (p["type"],)) if _shop_matches(q, goal)]
-            if not hits:                               # twins and goals whose target is off the listed pages
-                continue
-            (dim, values), (_, sizes) = hits[0]["options"].items()   # the product the oracle will click
-            for value, size in itertools.product(values, sizes):
-                g = dict(goal, options={dim: value, "size": size})
-                text = _shop_instruction(g)
-                if text in seen:
-                    continue
-                seen.add(text)
-                unseen = any((g["type"], x) in SHOP_HELD_OUT for x in attrs + [value])
-                pools["test_unseen" if unseen else _seen_split(text)].append(g)
-    return pools
-
-
 class ToyShop(_Env):
-    """WebShop mirror: search a fixed catalog, open a product, click its options, buy. 10-step cap.
+    """WebShop mirror: every episode has its own small shop (fresh ids, prices, offered options, title word
+    order, listing order); search it, open a product, click its options, buy. 10-step cap.
 
     Reward (WebShop's, exact matching): r_type * (attrs matched + options matched + price ok) / (|attrs| +
     |options| + 1), r_type 1 for the asked type, 0.5 for another type of its category, 0 otherwise.
-    Worked transcript (oracle on shop-train-0016, seed 0; page 1 has pillows, none under $20):
-        buy modern pillow, color green, size medium, under $20.
-        > search[modern pillow]
+    Worked transcript (oracle on shop-train-0002, seed 0; the first waterproof boots listed are over budget):
+        buy waterproof boots, color blue, size small, under $50.
+        > search[waterproof boots]
         page 1 of 3
-        a3 modern soft pillow $47
-        z3 cotton modern pillow $66
-        t0 modern classic pillow $64
-        > click[next >]
-        page 2 of 3
-        g9 ceramic modern pillow $13
-        r6 cotton soft pillow $54
-        o6 ceramic cotton pillow $73
-        > click[g9]
-        g9 ceramic modern pillow $13
-        color: white green grey
+        f85 waterproof classic boots $66
+        q34 light waterproof boots $49
+        u06 waterproof vegan boots $57
+        > click[q34]
+        q34 light waterproof boots $49
+        color: red blue black
         size: small medium
-        > click[green]
-        selected color green.
-        > click[medium]
-        selected size medium.
+        > click[blue]
+        selected color blue.
+        > click[small]
+        selected size small.
         > click[buy now]
         thank you for your order.                      (reward 1.0)
     """
     max_steps = 10
 
     def reset(self, task):
-        self.goal, self.seed = task["slots"]["goal"], task["slots"]["catalog_seed"]
-        self.products = {p["id"]: p for p in _catalog(self.seed)}
+        self.goal = task["slots"]["goal"]
+        self.listing = task["slots"]["products"]
+        self.products = {p["id"]: p for p in self.listing}
         self.done, self.end, self.t = False, None, 0
         self.results, self.page, self.item, self.chosen = [], 0, None, {}
         return _shop_instruction(self.goal)
@@ -248,13 +274,11 @@ class ToyShop(_Env):
 
     def _page_text(self) -> str:
         n = (len(self.results) + PAGE - 1) // PAGE
-        lines = [f"{p['id']} {' '.join(p['attrs'])} {p['type']} ${p['price']}" for p in self.visible()]
-        return "\n".join([f"page {self.page + 1} of {n}"] + lines)
+        return "\n".join([f"page {self.page + 1} of {n}"] + [_shop_title(p) for p in self.visible()])
 
     def _item_text(self) -> str:
         p = self.item
-        return "\n".join([f"{p['id']} {' '.join(p['attrs'])} {p['type']} ${p['price']}"] +
-                         [f"{dim}: {' '.join(values)}" for dim, values in p["options"].items()])
+        return "\n".join([_shop_title(p)] + [f"{dim}: {' '.join(values)}" for dim, values in p["options"].items()])
 
     def _act(self, a):
         m = re.fullmatch(r"(search|click)\[(.+)\]", a or "")
@@ -264,7 +288,7 @@ class ToyShop(_Env):
         if verb == "search":
             if not all(w.isalpha() for w in arg.split()):
                 return _NOPE
-            self.results, self.page, self.item = list(_shop_search(self.seed, tuple(arg.split()))), 0, None
+            self.results, self.page, self.item = _shop_search(self.listing, arg.split()), 0, None
             return (self._page_text() if self.results else "no results."), True, None, 0.0, {}
         pages = (len(self.results) + PAGE - 1) // PAGE
         if self.item is None and (arg == "next >" and self.page + 1 < pages or arg == "< prev" and self.page > 0):
@@ -304,9 +328,8 @@ def _shop_buy(task, product, options) -> list:
     env.reset(task)
     acts = [f"search[{' '.join(product['attrs'])} {product['type']}]"]
     env.step(acts[-1])
-    while product not in env.visible() and env.page < 2:   # a full title is always in the first two hits
+    while product not in env.visible() and env.step("click[next >]")[3]["valid"]:
         acts.append("click[next >]")
-        env.step(acts[-1])
     acts.append(f"click[{product['id']}]")
     acts += [f"click[{v}]" for dim, v in options.items() if v in product["options"].get(dim, ())]
     return acts + ["click[buy now]"]
@@ -320,21 +343,20 @@ def _shop_oracle(task) -> list:
     env.step(acts[-1])
     while not any(_shop_matches(p, goal) for p in env.visible()):
         acts.append("click[next >]")
-        assert env.step(acts[-1])[3]["valid"], "a goal's product is always listed (_shop_goals checks)"
+        assert env.step(acts[-1])[3]["valid"], "the goal's product always ranks within 3 pages"
     hit = next(p for p in env.visible() if _shop_matches(p, goal))
     return acts + [f"click[{hit['id']}]"] + [f"click[{v}]" for v in goal["options"].values()] + ["click[buy now]"]
 
 
 def _shop_failures(task) -> dict:
-    goal, acts = task["slots"]["goal"], _shop_oracle(task)
-    catalog = _catalog(task["slots"]["catalog_seed"])
-    clicked = next(p for p in catalog if acts[-4] == f"click[{p['id']}]")   # ..., click[id], value, size, buy
+    goal, acts, products = task["slots"]["goal"], _shop_oracle(task), task["slots"]["products"]
+    clicked = next(p for p in products if acts[-4] == f"click[{p['id']}]")   # ..., click[id], value, size, buy
     (dim, value), _ = goal["options"].items()
     other = next(v for v in clicked["options"][dim] if v != value)       # every product offers 3 values
     out = {"option_wrong": acts[:-3] + [f"click[{other}]"] + acts[-2:],
            "option_unclicked": acts[:-2] + acts[-1:], "options_unclicked": acts[:-3] + acts[-1:],
            "no_purchase": acts[:-1]}
-    # confusers that differ from the goal in one respect only (a mode is left out when the catalog has none)
+    # the confusers every world has (_shop_world), each differing from the goal in one respect
     cat, attrs = SHOP_TYPES[goal["type"]][0], set(goal["attrs"])
     offers = lambda p: all(v in p["options"].get(d, ()) for d, v in goal["options"].items())
     kinds = {"sibling": lambda p: p["type"] == goal["type"] and len(attrs & set(p["attrs"])) == len(attrs) - 1
@@ -345,7 +367,7 @@ def _shop_failures(task) -> dict:
              and attrs <= set(p["attrs"]) and offers(p) and p["price"] < goal["budget"],
              "other_category": lambda p: SHOP_TYPES[p["type"]][0] != cat}
     for name, ok in kinds.items():
-        product = next((p for p in catalog if ok(p)), None)
+        product = next((p for p in products if ok(p)), None)
         if product:
             out[name] = _shop_buy(task, product, goal["options"])
     return out
@@ -516,9 +538,14 @@ class ToyLab(_Env):
             inside = [o for o, loc in self.where.items() if loc == "bowl"]
             if not inside:
                 return "the bowl is empty."
-            key = tuple(sorted(o[:-6] for o in inside if o.endswith(" paint")))
-            result = MIXES.get(key, "brown") if len(key) == len(inside) else "brown"
-            for o in inside:
+            paints = [o for o in inside if o.endswith(" paint")]
+            if not paints:
+                return "nothing in the bowl mixes."
+            # paints mix into one (anything else in the bowl spoils it brown and stays there, so an object named
+            # later, the thermometer say, still exists)
+            key = tuple(sorted(o[:-6] for o in paints))
+            result = MIXES.get(key, "brown") if len(paints) == len(inside) else "brown"
+            for o in paints:
                 del self.where[o]
             self.where[f"{result} paint"] = "bowl"
             return f"the bowl holds {result} paint."
@@ -526,7 +553,7 @@ class ToyLab(_Env):
             self.read = True
             x, y, z = self.s["recipe"]
             return f"recipe: {x} paint and {y} paint make {z} paint."
-        if verb == "use thermometer on" and self.where["thermometer"] == "inventory" and self._visible(arg):
+        if verb == "use thermometer on" and self.where.get("thermometer") == "inventory" and self._visible(arg):
             self.measured.add(arg)
             return f"the {arg} is {self.s['temps'].get(arg, 20)} degrees."
         if verb == "focus on" and self._visible(arg):
@@ -678,10 +705,11 @@ SQL_ERRORS = (("no such column", "error: no such column"), ("no such table", "er
               ("unrecognized token", "error: syntax error"))
 
 
-def _sql_db(table: str, rows: list) -> sqlite3.Connection:
-    """A fresh in-memory database that then accepts only reads of `table` and a few harmless functions."""
+def _sql_db(schema: str, table: str, rows: list) -> sqlite3.Connection:
+    """A fresh in-memory database holding `rows` of `schema` in a table named `table`, that then accepts only
+    reads of that table and a few harmless functions."""
     conn = sqlite3.connect(":memory:")
-    cols = SQL_SCHEMAS[table]
+    cols = SQL_SCHEMAS[schema]
     conn.execute(f"create table {table} ({', '.join(cols)})")
     conn.executemany(f"insert into {table} values (?, ?, ?, ?)", rows)
 
@@ -730,9 +758,9 @@ def sql_reward(gold: list, got, ordered: bool) -> tuple:
     return round(iou * order, 4), {"iou": round(iou, 4), "order": round(order, 4)}
 
 
-def _sql_question(rng, template: str, table: str, rows: list):
+def _sql_question(rng, template: str, schema: str, table: str, rows: list):
     """(question, gold SQL, params) for a template, with its constants drawn from the rows."""
-    text, cat, num, _ = SQL_SCHEMAS[table]
+    text, cat, num, _ = SQL_SCHEMAS[schema]
     v, c = rng.choice(rows)[1], rng.choice(rows)[3]
     if template == "two":                              # the most frequent pair: dropping a condition keeps most rows
         pairs = Counter((r[1], r[3]) for r in rows)
@@ -757,10 +785,10 @@ def _sql_question(rng, template: str, table: str, rows: list):
 
 def _sql_failure_sql(slots) -> dict:
     """The usual near-miss queries of this task's template (what a nearly right agent would submit)."""
-    table, template, p, gold = slots["table"], slots["template"], slots["params"], slots["gold"]
-    text, cat, num, _ = SQL_SCHEMAS[table]
-    wrong_table = {"pets": "staff", "books": "pets", "staff": "books", "cars": "books"}[table]
-    out = {"error": gold.replace(f" from {table}", f" from {wrong_table}")}   # skipped show tables: no such table
+    schema, table, template, p, gold = slots["table"], slots["name"], slots["template"], slots["params"], slots["gold"]
+    text, cat, num, _ = SQL_SCHEMAS[schema]
+    # skipped show tables and guessed the table from the question's words: no such table
+    out = {"error": gold.replace(f" from {table}", f" from {schema}")}
     if template in ("filter", "two", "atleast", "order", "topk"):
         out["wrong_column"] = gold.replace(f"select {text}", f"select {cat}", 1)
     if template in ("filter", "atleast", "order"):
@@ -792,13 +820,14 @@ def _sql_slots(rng, unseen: bool) -> dict:
     lo, hi = SQL_NUMBERS[num]
     rows = [list(r) for r in zip(rng.sample(SQL_WORDS[text], 12), [rng.choice(SQL_WORDS[cat]) for _ in range(12)],
                                  rng.sample(range(lo, hi + 1), 12), [rng.choice(SQL_WORDS["city"]) for _ in range(12)])]
-    question, gold, params = _sql_question(rng, template, table, rows)
-    return {"table": table, "template": template, "question": question, "gold": gold, "params": params,
+    name = rng.choice(string.ascii_lowercase) + str(rng.randrange(100)).zfill(2)   # read it off show tables
+    question, gold, params = _sql_question(rng, template, table, name, rows)
+    return {"table": table, "name": name, "template": template, "question": question, "gold": gold, "params": params,
             "rows": rows, "unseen": ("schema" if table == "cars" else "template") if unseen else None}
 
 
 def _sql_bands_ok(slots) -> bool:
-    conn = _sql_db(slots["table"], slots["rows"])
+    conn = _sql_db(slots["table"], slots["name"], slots["rows"])
     gold, _ = _sql_run(conn, slots["gold"])
     ok = bool(gold) and gold != [(0,)] and gold != [(None,)]
     for name, sql in _sql_failure_sql(slots).items():
@@ -815,11 +844,11 @@ class ToySQL(_Env):
     Actions: execute[<sql>] (read-only; `show tables` and `desc <table>` are emulated) and submit, which
     scores the last result: multiset IoU with the gold result, times the clamped Kendall correlation when the
     gold query orders. An error, no result or a timeout scores 0.
-    Worked transcript (oracle on sql-train-0007, seed 0):
+    Worked transcript (an oracle episode; the table's name is drawn per episode):
         list the name where dept is legal and city is oslo.
         > execute[show tables]
-        staff
-        > execute[select name from staff where dept = 'legal' and city = 'oslo']
+        w05
+        > execute[select name from w05 where dept = 'legal' and city = 'oslo']
         dan
         max
         > submit
@@ -832,12 +861,12 @@ class ToySQL(_Env):
         self.done, self.end, self.t, self.last = False, None, 0, None
         if getattr(self, "conn", None) is not None:
             self.conn.close()
-        self.conn = _sql_db(self.s["table"], self.s["rows"])
+        self.conn = _sql_db(self.s["table"], self.s["name"], self.s["rows"])
         self.gold = _sql_run(self.conn, self.s["gold"])[0]
         return self.s["question"]
 
     def _act(self, a):
-        table = self.s["table"]
+        schema, table = self.s["table"], self.s["name"]
         if a == "submit":
             reward, scores = sql_reward(self.gold, self.last, self.s["template"] in ("order", "topk"))
             return "submitted.", True, ("success" if reward == 1.0 else "wrong"), reward, scores
@@ -849,8 +878,8 @@ class ToySQL(_Env):
         if sql == "show tables":
             self.last, obs = [(table,)], table
         elif desc:
-            self.last = [(c,) for c in SQL_SCHEMAS[table]] if desc[2] == table else None
-            obs = " ".join(SQL_SCHEMAS[table]) if desc[2] == table else "error: no such table"
+            self.last = [(c,) for c in SQL_SCHEMAS[schema]] if desc[2] == table else None
+            obs = " ".join(SQL_SCHEMAS[schema]) if desc[2] == table else "error: no such table"
         else:
             self.last, error = _sql_run(self.conn, sql)
             obs = error or self._show(self.last)
@@ -927,17 +956,17 @@ def make_tasks(env_name: str, split: str, n: int, seed: int) -> list:
         raise ValueError(f"make_tasks needs a count n >= 0, got {n!r}")
     rng = random.Random(_digest("tasks", env_name, split, seed))
     unseen, slots = split == "test_unseen", []
-    if env_name == "shop":                             # a fixed catalog: sample goals of this split, cycling
-        pool = _shop_goals(CATALOG_SEED)[split]
-        while len(slots) < n:
-            slots += [{"goal": g, "catalog_seed": CATALOG_SEED} for g in rng.sample(pool, len(pool))]
-    while len(slots) < n:                              # lab and sql: draw worlds, keep those of this split
+    while len(slots) < n:                              # draw worlds, keep those of this split
         sub = random.Random(rng.getrandbits(64))
-        s = _lab_slots(sub, unseen) if env_name == "lab" else _sql_slots(sub, unseen)
-        first = ToyLab().reset({"slots": s}) if env_name == "lab" else s["question"]
+        if env_name == "shop":
+            goal = _shop_goal(sub, unseen)
+            s, first = {"goal": goal, "products": _shop_world(sub, goal)}, _shop_instruction(goal)
+        else:
+            s = _lab_slots(sub, unseen) if env_name == "lab" else _sql_slots(sub, unseen)
+            first = ToyLab().reset({"slots": s}) if env_name == "lab" else s["question"]
         # unseen tasks also take test first observations only (a cars question can read like a books one);
         # the split check is cheap, the sqlite check (gold non-empty, near-misses in band) runs after it
-        if _seen_split(first) == ("test_seen" if unseen else split) and (env_name == "lab" or _sql_bands_ok(s)):
+        if _seen_split(first) == ("test_seen" if unseen else split) and (env_name != "sql" or _sql_bands_ok(s)):
             slots.append(s)
     return [{"env": env_name, "split": split, "id": f"{env_name}-{split}-{i:04d}", "seed": seed, "slots": s}
             for i, s in enumerate(slots[:n])]
@@ -971,6 +1000,38 @@ def replay(task, actions, **options) -> dict:
             "n_invalid": n_invalid}
 
 
+def relabel(task, seed: int) -> dict:
+    """The same task in a world renamed and reordered without changing its meaning: shop products get fresh
+    ids and another listing order; lab rooms list their contents in another order, objects the task does not
+    involve take other names of their kind, and the two boxes swap colours (the instruction follows); the sql
+    table gets another name and its rows another order. An agent that reads the observations scores the same
+    on both; one that recalls names from training does not (shared/ENVS.md, property 6)."""
+    rng, s = random.Random(_digest("relabel", task["id"], task["seed"], seed)), json.loads(json.dumps(task["slots"]))
+    if task["env"] == "shop":
+        codes = rng.sample([a + b + c for a in string.ascii_lowercase for b in string.digits for c in string.digits],
+                           len(s["products"]))
+        s["products"] = [dict(p, id=i) for p, i in zip(rng.sample(s["products"], len(s["products"])), codes)]
+    elif task["env"] == "lab":
+        keep = {s["target"]} | {f"{p} paint" for p in s["recipe"]}
+        present = {o for objs in s["rooms"].values() for o in objs}
+        rename = {}
+        for kind in (SOLIDS, LIQUIDS, THINGS):
+            free = [o for o in kind if o not in present and o != s["target"]]
+            for o in sorted(present & set(kind) - keep):
+                if free:
+                    rename[o] = free.pop(rng.randrange(len(free)))
+        s["rooms"] = {r: rng.sample([rename.get(o, o) for o in objs], len(objs)) for r, objs in s["rooms"].items()}
+        s["temps"] = {rename.get(o, o): v for o, v in s["temps"].items()}
+        s["box"] = _other_box(s["box"])
+    else:
+        name = s["name"]
+        while name == s["name"]:
+            name = rng.choice(string.ascii_lowercase) + str(rng.randrange(100)).zfill(2)
+        s.update(name=name, gold=s["gold"].replace(f" from {s['name']}", f" from {name}"),
+                 rows=rng.sample(s["rows"], len(s["rows"])))
+    return dict(task, id=task["id"] + "-relabeled", slots=s)
+
+
 def lexicon(env_name: str) -> list:
     """Texts that together contain every word the environment can print or accept."""
     if env_name == "shop":
@@ -989,7 +1050,7 @@ def lexicon(env_name: str) -> list:
                  "your task is to measure the oil. if above 50 degrees, focus on the red box, else on the blue box.",
                  "look wait go to take put in focus on use thermometer on activate deactivate stove mix bowl read recipe",
                  "you wait. you take the wax. you put the wax in the stove. the stove is on. the stove is off.",
-                 "the bowl is empty. the bowl holds green paint. recipe: red paint and blue paint make purple paint.",
+                 "the bowl is empty. nothing in the bowl mixes. the bowl holds green paint. recipe: red paint and blue paint make purple paint.",
                  "the wax is 20 degrees. you focus on the wax. task complete. task failed.",
                  "the wax melts. the water boils. the water freezes. the water condenses.", INVALID, "0 1 2 3 4 5 6 7 8 9"])
     if env_name == "sql":
@@ -1002,7 +1063,7 @@ def lexicon(env_name: str) -> list:
                  "execute[select name, count(*) from pets where age >= 3 and age > 2 or age < 1 order by age desc limit 3]",
                  "execute[show tables] execute[desc pets] execute[describe pets] submit submitted.",
                  "select distinct min max sum avg abs round lower upper length like not null in is asc as group",
-                 "no rows. more. null - ? ; * % _ !=", INVALID, "0 1 2 3 4 5 6 7 8 9"] +
+                 "no rows. more. null - ? ; * % _ !=", INVALID, "0 1 2 3 4 5 6 7 8 9", " ".join(string.ascii_lowercase)] +
                 sorted({msg for _, msg in SQL_ERRORS} | {"error: bad query", "error: too many rows"}))
     raise ValueError(f"unknown environment {env_name!r}; choose one of {ENV_NAMES}")
 
@@ -1016,8 +1077,8 @@ def random_action(env_name: str, rng: random.Random) -> str:
     """A plausible random action: a template of the environment filled with its own words."""
     words = sorted(_lexicon_words(env_name))
     if env_name == "shop":
-        ids = [p["id"] for p in _catalog(CATALOG_SEED)]
-        return rng.choice([f"search[{' '.join(rng.sample(words, rng.randint(1, 3)))}]", f"click[{rng.choice(ids)}]",
+        code = rng.choice(string.ascii_lowercase) + str(rng.randrange(100)).zfill(2)   # ids are fresh codes
+        return rng.choice([f"search[{' '.join(rng.sample(words, rng.randint(1, 3)))}]", f"click[{code}]",
                            f"click[{rng.choice(words)}]", "click[next >]", "click[< prev]", "click[back]", "click[buy now]"])
     if env_name == "lab":
         objs = list(SOLIDS + LIQUIDS + THINGS + FIXED_ONLY) + [f"{p} paint" for p in PAINTS + tuple(MIXES.values())] + ["thermometer"]
@@ -1025,7 +1086,7 @@ def random_action(env_name: str, rng: random.Random) -> str:
         return rng.choice([f"go to {rng.choice(ROOMS)}", f"take {o}", f"put {o} in {c}", f"focus on {o}",
                            f"use thermometer on {o}", "activate stove", "deactivate stove", "mix bowl",
                            "read recipe", "look", "wait"])
-    table = rng.choice(list(SQL_SCHEMAS))
+    table = rng.choice(list(SQL_SCHEMAS) + [rng.choice(string.ascii_lowercase) + str(rng.randrange(100)).zfill(2)])
     cols = SQL_SCHEMAS[rng.choice(list(SQL_SCHEMAS))]
     col, val = rng.choice(cols), rng.choice(SQL_WORDS[rng.choice(list(SQL_WORDS))])
     return rng.choice([f"execute[select {col} from {table}]", f"execute[select {col} from {table} where {rng.choice(cols)} = '{val}']",

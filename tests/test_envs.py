@@ -207,7 +207,10 @@ def test_fuzz_never_raises_writes_nothing_and_stops_at_the_cap(env_name, tmp_pat
         episodes += 1
         for step in range(1, env.max_steps + 1):
             start = time.perf_counter()
-            obs, reward, done, info = env.step(actions[i])
+            action = actions[i]
+            if env_name == "sql" and isinstance(action, str):   # aim the attacks at the episode's own table
+                action = action.replace("pets", env.s["name"])
+            obs, reward, done, info = env.step(action)
             assert time.perf_counter() - start < 2.0, actions[i]    # nothing hangs an episode
             i += 1
             assert isinstance(obs, str) and obs.isascii() and 0.0 <= reward <= 1.0
@@ -229,13 +232,84 @@ def test_fuzz_never_raises_writes_nothing_and_stops_at_the_cap(env_name, tmp_pat
 
 def test_sql_refuses_writes_and_the_table_stays_intact():
     task = next(t for t in envs.make_tasks("sql", "train", 50, seed=0) if t["slots"]["table"] == "pets")
-    env = envs.make_env("sql", max_steps=50)
+    env, name = envs.make_env("sql", max_steps=50), task["slots"]["name"]   # the episode's own table name
     env.reset(task)
     for sql in ADVERSARIAL["sql"][:12]:
-        obs, _, _, info = env.step(sql)
+        obs, _, _, info = env.step(sql.replace("pets", name))
         assert obs.startswith("error:") and info["valid"], (sql, obs)
-    assert env.step("execute[select count(*) from pets]")[0] == "12"
-    assert env.step("execute[select * from pets a, pets b, pets c, pets d]")[0] == "error: too many rows"
+    assert env.step(f"execute[select count(*) from {name}]")[0] == "12"
+    assert env.step(f"execute[select * from {name} a, {name} b, {name} c, {name} d]")[0] == "error: too many rows"
+
+
+def world_actions(task) -> list:
+    """Every verb on every object this task's world names, the env's own words only: what a sampling agent
+    produces, and what reaches states that random strings never do (an object used up, moved or mixed away,
+    then named again)."""
+    s = task["slots"]
+    if task["env"] == "shop":
+        words = sorted({w for p in s["products"] for w in p["attrs"] + [p["type"]]})
+        values = sorted({v for p in s["products"] for vs in p["options"].values() for v in vs})
+        return ([f"click[{p['id']}]" for p in s["products"]] + [f"click[{v}]" for v in values] +
+                [f"search[{w}]" for w in words] + ["click[next >]", "click[< prev]", "click[back]", "click[buy now]"])
+    if task["env"] == "lab":
+        objs = sorted({o for objs in s["rooms"].values() for o in objs} | {"thermometer"} |
+                      {f"{p} paint" for p in envs.PAINTS + tuple(envs.MIXES.values()) + ("brown",)})
+        return ([f"{v} {o}" for v in ("take", "focus on", "use thermometer on") for o in objs] +
+                [f"put {o} in {c}" for o in objs for c in envs.CONTAINERS] + [f"go to {r}" for r in envs.ROOMS] +
+                ["mix bowl", "read recipe", "activate stove", "deactivate stove", "look", "wait"])
+    name, cols = s["name"], envs.SQL_SCHEMAS[s["table"]]
+    return ([f"execute[select {c} from {name}]" for c in cols] + [f"execute[select count(*) from {name} where {c} > 3]"
+            for c in cols] + [f"execute[desc {name}]", "execute[show tables]", "submit", f"execute[{s['gold']}]"])
+
+
+@pytest.mark.parametrize("env_name", ENV_NAMES)
+def test_plausible_action_sequences_over_the_worlds_own_objects_never_raise(env_name):
+    # regression: lab raised KeyError when the thermometer, mixed away in the bowl, was used again
+    rng = random.Random(12)
+    for task in envs.make_tasks(env_name, "train", 60, seed=12):
+        actions, env = world_actions(task), envs.make_env(env_name, max_steps=60)
+        for _ in range(5):
+            env.reset(task)
+            for a in [rng.choice(actions) for _ in range(60)]:
+                obs, reward, done, info = env.step(a)
+                assert isinstance(obs, str) and 0.0 <= reward <= 1.0
+                if done:
+                    break
+    lab = next(t for t in envs.make_tasks("lab", "train", 50, seed=0) if t["slots"]["task"] == "measure")
+    acts = ["go to workshop", "take thermometer", "go to studio", "put thermometer in bowl", "mix bowl",
+            "use thermometer on bowl"]
+    assert envs.replay(lab, acts)["end"] == "timeout"           # ran through without raising
+
+
+# ------------------------------------------------------------------------------------------ reading
+@pytest.mark.parametrize("env_name", ENV_NAMES)
+def test_relabeling_a_world_keeps_the_oracle_and_every_near_miss_reward(env_name):
+    # a relabeled world means the same (fresh ids, other names for uninvolved objects, other orders), so an
+    # agent that reads scores the same on it; this is the env half of shared/ENVS.md property 6
+    for task in envs.make_tasks(env_name, "train", 100, seed=13) + envs.make_tasks(env_name, "test_unseen", 50, seed=13):
+        other = envs.relabel(task, seed=1)
+        assert other["slots"] != task["slots"] and envs.oracle(other)["reward"] == 1.0
+        before = {k: envs.replay(task, a)["reward"] for k, a in envs.scripted_failures(task).items()}
+        after = {k: envs.replay(other, a)["reward"] for k, a in envs.scripted_failures(other).items()}
+        assert before == after, task["id"]
+
+
+def test_shop_ids_name_no_product_across_episodes():
+    # WebShop's 1.18M products cannot be bought by a remembered id; here each episode draws its own shop, so
+    # the same id stands for unrelated products in different episodes and the oracle must read to click
+    meaning = {}
+    for task in envs.make_tasks("shop", "train", 300, seed=14):
+        for p in task["slots"]["products"]:
+            meaning.setdefault(p["id"], set()).add((p["type"], tuple(sorted(p["attrs"])), p["price"]))
+    reused = [m for m in meaning.values() if len(m) > 1]
+    assert len(reused) > 0.5 * len(meaning) and all(len(m) == len(set(m)) for m in reused)
+    # and one instruction, met in several episodes, is answered by clicking a different id each time
+    clicked = {}
+    for task in envs.make_tasks("shop", "train", 2000, seed=14):
+        traj = envs.oracle(task)
+        clicked.setdefault(traj["messages"][0], []).append(traj["messages"][1::2][-4])   # click[id], 2 options, buy
+    repeats = [ids for ids in clicked.values() if len(ids) > 1]
+    assert len(repeats) > 20 and all(len(set(ids)) == len(ids) for ids in repeats)
 
 
 # ------------------------------------------------------------------------------------------ context, text
@@ -259,7 +333,9 @@ def test_whole_episodes_fit_the_context(env_name):
         act = max([act] + [tok(m) for t in trajs[:-1] for m in t["messages"][1::2]])
     # worst case: the longest first observation, then every step a long action and the longest observation
     worst = first + envs.make_env(env_name).max_steps * (act + obs)
-    assert worst <= 450 and oracle_max <= 230, (worst, oracle_max)
+    # the rollout ends an episode whose next turn could pass the 512-token context (scored 0, end "context"):
+    # this bound keeps that to degenerate episodes, with room for a 24-token action
+    assert worst <= 470 and oracle_max <= 230, (worst, oracle_max)
 
 
 @pytest.mark.parametrize("env_name", ENV_NAMES)
