@@ -240,17 +240,17 @@ class ToyShop(_Env):
 
     Reward (WebShop's, exact matching): r_type * (attrs matched + options matched + price ok) / (|attrs| +
     |options| + 1), r_type 1 for the asked type, 0.5 for another type of its category, 0 otherwise.
-    Worked transcript (oracle on shop-train-0002, seed 0; the first waterproof boots listed are over budget):
-        buy waterproof boots, color blue, size small, under $50.
-        > search[waterproof boots]
+    Worked transcript (oracle on shop-train-0001, seed 0; the first two classic towels are over budget):
+        buy classic towel, color blue, size small, under $70.
+        > search[classic towel]
         page 1 of 3
-        f85 waterproof classic boots $66
-        q34 light waterproof boots $49
-        u06 waterproof vegan boots $57
-        > click[q34]
-        q34 light waterproof boots $49
-        color: red blue black
-        size: small medium
+        a60 soft classic towel $76
+        j76 cotton classic towel $75
+        z52 classic cotton towel $26
+        > click[z52]
+        z52 classic cotton towel $26
+        color: blue black grey
+        size: small large
         > click[blue]
         selected color blue.
         > click[small]
