@@ -619,11 +619,13 @@ def evaluate(cfg: Config, model, renderer, data: dict, label: str) -> dict:
     for split in ("test_seen", "test_unseen"):
         trajs = M.rollout(model, renderer, lambda: envs.make_env(cfg.env), data[split], temperature=0.0,
                           device=cfg.device, progress=True, desc=f"{label} {split}")
-        stats = exploration_stats(trajs)
-        out[split] = {"reward": 100 * sum(t["reward"] for t in trajs) / len(trajs),
-                      "success": sum(t["success"] for t in trajs) / len(trajs),
+        stats, rewards = exploration_stats(trajs), [t["reward"] for t in trajs]
+        out[split] = {"reward": 100 * mean_ci(rewards)[0], "reward_ci": 100 * mean_ci(rewards)[1],
+                      "success": mean_ci([float(t["success"]) for t in trajs])[0],
+                      "success_ci": mean_ci([float(t["success"]) for t in trajs])[1],
                       "invalid_rate": stats["invalid_rate"], "timeout_rate": stats["timeout_rate"],
-                      "expert_nll": expert_nll(cfg, model, renderer, [envs.oracle(t) for t in data[split]])}
+                      "expert_nll": expert_nll(cfg, model, renderer, [envs.oracle(t) for t in data[split]]),
+                      "rewards": rewards}  # per task, in the order of data[split]: paired differences need them
     return out
 
 
@@ -657,17 +659,68 @@ def write_transcripts(path: str, groups: list, n: int = 3) -> None:
     RunDir._write(path, "\n".join(rows) + "\n")
 
 
-def results_table(records: list) -> str:
-    """The final evaluation of each method, from metrics.jsonl."""
+T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+       2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+def t95(df: int) -> float:
+    """Two-sided 95% quantile of Student's t with df degrees of freedom (table to 30, then 1.96 + 2.4 / df,
+    within 0.001 of the exact value)."""
+    return T95[df - 1] if df <= len(T95) else 1.96 + 2.4 / df
+
+
+def mean_ci(xs) -> tuple:
+    """(mean, half-width of its 95% t-interval). One value has no spread: the half-width is nan."""
+    n = len(xs)
+    mean = sum(xs) / n
+    if n < 2:
+        return mean, float("nan")
+    sd = (sum((x - mean) ** 2 for x in xs) / (n - 1)) ** 0.5
+    return mean, t95(n - 1) * sd / n ** 0.5
+
+
+METRICS = (("test_seen", "reward", 1), ("test_unseen", "reward", 1), ("test_seen", "success", 100),
+           ("test_unseen", "success", 100))
+HEADER = "| method | seen reward | unseen reward | seen success % | unseen success % |\n|---|---|---|---|---|"
+
+
+def final_evaluations(path: str) -> dict:
+    """method -> its last evaluation (sft's, then each method's after its last iteration), per-task rewards
+    included, read back from the run directory."""
     last = {}
-    for r in records:
-        if r["phase"].endswith("evaluate"):
-            last[r["phase"].split("/")[0]] = r
-    lines = ["| method | seen reward | unseen reward | seen success % | unseen success % |", "|---|---|---|---|---|"]
-    for m, r in last.items():
-        s, u = r["test_seen"], r["test_unseen"]
-        lines.append(f"| {m} | {s['reward']:.1f} | {u['reward']:.1f} | {100 * s['success']:.1f} | {100 * u['success']:.1f} |")
+    for r in (json.loads(l) for l in open(os.path.join(path, "metrics.jsonl"))):
+        if r["phase"].endswith("7_evaluate"):
+            last[r["phase"].split("/")[0]] = r["phase"]
+    return {m: json.load(open(os.path.join(path, phase.replace("/", "_") + ".json"))) for m, phase in last.items()}
+
+
+def per_task(ev: dict, split: str, metric: str) -> list:
+    """Per-task values of one metric (reward x100 or success 0/1) of an evaluation."""
+    return [100 * r if metric == "reward" else float(r == 1.0) for r in ev[split]["rewards"]]
+
+
+def results_table(evals: dict) -> str:
+    """Each method's final numbers with 95% intervals over the test tasks, then each method minus SFT on the
+    same tasks: the interval of the mean of per-task differences (a paired t-interval). Differences between
+    methods are far smaller than differences between tasks, so only the paired interval can show them."""
+    lines = [HEADER]
+    for m, ev in evals.items():
+        lines.append(f"| {m} | " + " | ".join(f"{v:.1f} ± {h:.1f}" for v, h in (
+            (s * c for c in mean_ci(per_task(ev, split, metric))) for split, metric, s in METRICS)) + " |")
+    for m, ev in evals.items():
+        if m != "sft" and "sft" in evals:
+            cells = []
+            for split, metric, _ in METRICS:
+                diff = [a - b for a, b in zip(per_task(ev, split, metric), per_task(evals["sft"], split, metric))]
+                cells.append(fmt_interval(*mean_ci(diff)))
+            lines.append(f"| {m} - sft | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def fmt_interval(mean: float, half: float) -> str:
+    """'+1.2 [+0.3, +2.1]': a difference and its 95% interval; ' *' marks an interval that excludes 0."""
+    mark = " *" if half == half and (mean - half > 0 or mean + half < 0) else ""
+    return f"{mean:+.1f} [{mean - half:+.1f}, {mean + half:+.1f}]{mark}"
 
 
 # -----------------------------------------------------------------------------------------------------------
@@ -700,6 +753,7 @@ def run_method(cfg: Config, method: str, run: RunDir, data: dict, renderer, sft_
                                             keep_successes=cfg.failure_agent == "positive")
                 # 3. Update the failure agent with DPO on those pairs (reference: itself before the update)
                 pool, items = to_pool(pairs, "pairs")
+                report_pairs(tag, {"failure_pairs": len(pairs)}, wanted={"failure_pairs": True})
                 park(cfg, target, "cpu")  # memory: on a GPU only the agent being updated stays there
                 model_phase(run, f"{tag}/3_update_failure", failure, renderer, lambda: preference_update(
                     cfg, failure, renderer, pool, items, failure_loss(cfg), cfg.failure_lr, run, f"{tag}/3_update_failure",
@@ -717,6 +771,7 @@ def run_method(cfg: Config, method: str, run: RunDir, data: dict, renderer, sft_
         coefs = (1.0, 0.0, 0.0, 0.0) if method == "eto" else (cfg.dpo_coef, cfg.hn_coef, cfg.sft_coef, cfg.ff_coef)
         pool, items = to_pool(groups, "groups")
         pair_counts = {f"{kind}_pairs": sum(len(g[key]) for g in groups) for kind, key in (("own", "a"), ("hard", "hard"), ("ff", "c"))}
+        report_pairs(tag, pair_counts, wanted={"own_pairs": coefs[0] > 0, "hard_pairs": coefs[1] > 0, "ff_pairs": coefs[3] > 0})
         park(cfg, failure, "cpu")  # memory: on a GPU only the agent being updated stays there
         model_phase(run, f"{tag}/6_update_target", target, renderer, lambda: preference_update(
             cfg, target, renderer, pool, items, target_loss(cfg, coefs), cfg.target_lr, run, f"{tag}/6_update_target", ref_path,
@@ -727,13 +782,22 @@ def run_method(cfg: Config, method: str, run: RunDir, data: dict, renderer, sft_
             cfg, target, renderer, data, f"{tag} eval")))
 
 
+def report_pairs(tag: str, counts: dict, wanted: dict) -> None:
+    """Print how many pairs of each kind an update gets, and warn when a kind its loss uses has none: that term
+    then teaches nothing this iteration (e.g. SFT solves every explored task, so ETO has no failures to pair)."""
+    tqdm.write(f"{tag} pairs: " + ", ".join(f"{k[:-6]} {v}" for k, v in counts.items()))
+    for k, v in counts.items():
+        if wanted.get(k) and v == 0:
+            tqdm.write(f"{tag} warning: no {k[:-6]} pairs this iteration; that loss term does nothing")
+
+
 def logged(run: RunDir, phase: str, result, **extra):
     """Record a phase's result (exploration statistics or evaluation, and any extra figures) in metrics.jsonl
     and pass it on."""
     if isinstance(result, list):
         run.log(phase, **exploration_stats(result), **extra)
-    else:
-        run.log(phase, **result)
+    else:  # an evaluation: per-task rewards stay in the phase's JSON file, not in metrics.jsonl
+        run.log(phase, **{k: {m: x for m, x in v.items() if not isinstance(x, list)} for k, v in result.items()})
     return result
 
 
@@ -765,14 +829,30 @@ def main(cfg: Config) -> str:
         del base  # every method reloads the SFT checkpoint; do not hold a third model
         for method in ("eto", "coevo") if cfg.method == "compare" else [cfg.method] if cfg.method != "sft" else []:
             run_method(cfg, method, run, data, renderer, sft_path)
-        table = results_table(run.metrics())
+        table = results_table(final_evaluations(path)) + "\n\n" + exploration_note(run.metrics())
         minutes = (time.time() - t0) / 60
-        RunDir._write(run.file("summary.md"), f"# {path}\n\n{table}\n\nAverage reward x100 and success rate, greedy "
-                      f"decoding, {cfg.n_test} tasks per split. Wall time of this invocation: {minutes:.1f} min.\n")
+        RunDir._write(run.file("summary.md"), f"# {path}\n\n{table}\n\nAverage reward x100 and success % of greedy "
+                      f"decoding on {cfg.n_test} tasks per split, ± the half-width of the 95% interval over tasks; "
+                      f"'X - sft' rows: mean per-task difference on the same tasks [95% interval], * where it excludes "
+                      f"0. Wall time of this invocation: {minutes:.1f} min.\n")
         print(f"\n{table}\n\n({minutes:.1f} min; details in {path}/metrics.jsonl, summary.md, transcripts.md)")
         return table
     finally:
         run.release()
+
+
+def exploration_note(records: list) -> str:
+    """What SFT left to learn from: its greedy success on the tasks each method explores (iteration 1), and the
+    pairs each update had (a preference step with no pairs cannot move the agent)."""
+    out = []
+    for r in records:
+        method, _, rest = r["phase"].partition("/")
+        if rest == "1/1_explore_target":
+            out.append(f"{method}: SFT solves {100 * r['success_rate']:.1f}% of the {r['n']} exploration rollouts")
+        if rest.endswith("6_update_target"):
+            out.append(f"{method} iteration {rest.split('/')[0]}: " + ", ".join(
+                f"{r.get(k, 0)} {k[:-6]} pairs" for k in ("own_pairs", "hard_pairs", "ff_pairs")))
+    return "\n".join(out)
 
 
 def mean_std(xs) -> str:
@@ -782,23 +862,23 @@ def mean_std(xs) -> str:
 
 
 def sweep(cfg: Config) -> None:
-    """--seeds: the same run per seed, then mean and spread (sample std) of each method's final numbers."""
+    """--seeds: the same run per seed, then each method's final numbers over seeds (mean ± sample std and the 95%
+    t-interval over seeds), and each method minus SFT seed by seed (the paired comparison)."""
     results = {}
     for s in [int(x) for x in cfg.seeds.split(",")]:
         c = dataclasses.replace(cfg, seed=s, seeds="", name=f"{cfg.name or cfg.env + '-' + cfg.method}-seed{s}")
         main(c)
-        path = os.path.join(c.out_dir, c.name)
-        for line in results_table([json.loads(l) for l in open(os.path.join(path, "metrics.jsonl"))]).splitlines()[2:]:
-            cells = [x.strip() for x in line.strip("|").split("|")]
-            results.setdefault(cells[0], []).append([float(x) for x in cells[1:]])
-    header = "| method | seen reward | unseen reward | seen success % | unseen success % |\n|---|---|---|---|---|"
-    print(f"\nover seeds {cfg.seeds}: mean ± std\n{header}")
+        for m, ev in final_evaluations(os.path.join(c.out_dir, c.name)).items():
+            results.setdefault(m, []).append([sc * mean_ci(per_task(ev, split, metric))[0] for split, metric, sc in METRICS])
+    cell = lambda xs: f"{mean_std(xs)} [{mean_ci(xs)[0] - mean_ci(xs)[1]:.1f}, {mean_ci(xs)[0] + mean_ci(xs)[1]:.1f}]"
+    print(f"\nover seeds {cfg.seeds}: mean ± std [95% interval over seeds]\n{HEADER}")
     for m, rows in results.items():
-        print(f"| {m} | " + " | ".join(mean_std(c) for c in zip(*rows)) + " |")
+        print(f"| {m} | " + " | ".join(cell(c) for c in zip(*rows)) + " |")
     if len(results) > 1:
-        print(f"\nminus SFT on the same seed (the seed's tasks and initialisation cancel): mean ± std\n{header}")
+        print(f"\nminus SFT on the same seed (the seed's tasks and initialisation cancel): mean ± std [95% interval]; "
+              f"an interval that holds 0 is no measurable difference\n{HEADER}")
         for m, rows in paired_gaps(results).items():
-            print(f"| {m} - sft | " + " | ".join(mean_std(c) for c in zip(*rows)) + " |")
+            print(f"| {m} - sft | " + " | ".join(cell(c) for c in zip(*rows)) + " |")
 
 
 def paired_gaps(results: dict) -> dict:

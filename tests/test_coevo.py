@@ -169,7 +169,8 @@ def test_every_method_and_ablation_runs(tmp_path, kw):
     records = [json.loads(l) for l in open(run / "metrics.jsonl")]
     assert "sft" in table and any(r["phase"].endswith("7_evaluate") for r in records)
     evaluation = next(r for r in records if r["phase"].endswith("7_evaluate"))["test_unseen"]
-    assert evaluation.keys() == {"reward", "success", "invalid_rate", "timeout_rate", "expert_nll"}
+    assert evaluation.keys() == {"reward", "reward_ci", "success", "success_ci", "invalid_rate", "timeout_rate", "expert_nll"}
+    assert len(coevo.final_evaluations(str(run))["sft"]["test_unseen"]["rewards"]) == cfg.n_test   # per task, for pairing
     assert (run / "summary.md").exists() and not (run / ".lock").exists()
     if cfg.method == "coevo":
         assert (run / "transcripts.md").exists()
@@ -286,6 +287,22 @@ def test_paired_gaps_subtract_sft_seed_by_seed():
     results = {"sft": [[80.0, 40.0], [60.0, 30.0]], "eto": [[81.0, 39.0], [61.0, 31.0]]}
     assert coevo.paired_gaps(results) == {"eto": [[1.0, -1.0], [1.0, 1.0]]}
     assert coevo.mean_std([r[0] for r in coevo.paired_gaps(results)["eto"]]) == "1.0 ± 0.0"
+
+
+def test_intervals_are_student_t_and_paired_differences_see_what_overlap_hides():
+    # n = 5, sd 1: t(4) = 2.776, half-width 2.776 / sqrt(5) = 1.241
+    mean, half = coevo.mean_ci([1.0, 3.0, 1.0, 3.0, 2.0])
+    assert abs(mean - 2.0) < 1e-12 and abs(half - 2.776 / 5 ** 0.5) < 1e-3
+    assert abs(coevo.t95(499) - 1.9647) < 1e-3 and coevo.t95(1) == 12.706
+    # two methods on the same 6 tasks: task difficulty spreads each column, the per-task gain is a steady +0.1
+    sft = [0.2, 0.9, 0.5, 0.0, 0.7, 0.3]
+    evals = {"sft": {s: {"rewards": sft} for s in ("test_seen", "test_unseen")},
+             "eto": {s: {"rewards": [r + 0.1 for r in sft]} for s in ("test_seen", "test_unseen")}}
+    table = coevo.results_table(evals)
+    assert "| eto - sft | +10.0 [+10.0, +10.0] * |" in table            # paired: no spread, clearly above 0
+    _, half = coevo.mean_ci([100 * r for r in sft])
+    assert half > 10                                                     # unpaired: the columns' intervals overlap
+    assert coevo.fmt_interval(1.0, 2.0) == "+1.0 [-1.0, +3.0]"           # an interval that holds 0 gets no *
 
 
 def test_greedy_churn_counts_what_changed_task_by_task():
