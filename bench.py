@@ -10,6 +10,12 @@
     python bench.py --device cuda --batch-size 256
     python bench.py --threads 1           # on a busy shared machine: two threads that wait for each other on
                                           # every small op are often 10x slower than one
+    python bench.py --reading runs/shop-compare-seed0    # does a trained agent read? (below)
+
+--reading RUN_DIR is the reading benchmark of shared/ENVS.md (property 6): the run's SFT checkpoint, greedy, on
+its test tasks and on the same tasks relabeled (envs.relabel: fresh ids and names, other orders, same meaning).
+An agent that reads its observations loses little (goal: under 10% of its reward); one that recalls names
+learned in training collapses. Only this mode imports envs.py.
 
 Figures are printed, never asserted. The episodes come from a tiny built-in counting game (CountEnv below), so
 this file depends on model.py only. The model is untrained: it rarely emits the stop token, so most actions
@@ -121,6 +127,28 @@ def train_throughput(model, device, batch, seq_len, steps):
     return batch * seq_len * steps / seconds
 
 
+def reading(run_dir: str, ckpt: str, n: int, device) -> None:
+    """Greedy reward of a run's checkpoint on its test tasks, original vs relabeled, per split."""
+    import json
+    import os
+
+    import envs
+    cfg = json.load(open(os.path.join(run_dir, "config.json")))
+    model, renderer = M.load_checkpoint(os.path.join(run_dir, "ckpt", ckpt), device=device)
+    n = n or cfg["n_test"]
+    print(f"reading benchmark: {cfg['env']}, checkpoint {ckpt} of {run_dir}, {n} tasks per split, greedy")
+    for split in ("test_seen", "test_unseen"):
+        tasks = envs.make_tasks(cfg["env"], split, n, cfg["seed"])
+        scores = []
+        for ts in (tasks, [envs.relabel(t, seed=0) for t in tasks]):
+            trajs = M.rollout(model, renderer, lambda: envs.make_env(cfg["env"]), ts)
+            scores.append((100 * sum(t["reward"] for t in trajs) / n, 100 * sum(t["success"] for t in trajs) / n))
+        (r0, s0), (r1, s1) = scores
+        loss = 100 * (r0 - r1) / r0 if r0 else float("nan")
+        print(f"{split:12s} reward x100 original {r0:5.1f}  relabeled {r1:5.1f}  (loses {loss:5.1f}% of it);"
+              f"  success % {s0:5.1f} -> {s1:5.1f}")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cpu", help="cpu | cuda")
@@ -130,10 +158,15 @@ def main():
     p.add_argument("--train-batch", type=int, default=16, help="sequences per training step")
     p.add_argument("--train-steps", type=int, default=5, help="timed training steps")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    p.add_argument("--reading", metavar="RUN_DIR", default="", help="run the reading benchmark on this run instead")
+    p.add_argument("--ckpt", default="sft_0_train", help="--reading: which checkpoint under RUN_DIR/ckpt")
+    p.add_argument("--n", type=int, default=0, help="--reading: tasks per split (0 = the run's n_test)")
     args = p.parse_args()
     device = M.pick_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.reading:
+        return reading(args.reading, args.ckpt, args.n, device)
     torch.manual_seed(0)
 
     texts = [CountEnv().say(h) for h in ("start counting", "right", "wrong")] + ["1 , 2 , 3"]

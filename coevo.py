@@ -61,6 +61,7 @@ class Config:
     n_train: int = 2000  # training tasks generated
     n_expert: int = 300  # training tasks that carry an expert trajectory (scarce ground truth)
     n_test: int = 200  # tasks in each of test_seen and test_unseen
+    eval_on: str = "test"  # test | valid: evaluate on valid_seen and valid_unseen instead (choose settings there; report test)
     # --- model (toy size; ignored with --init-from)
     init_from: str = ""  # Hugging Face-layout folder (Llama/Qwen/Mistral family) to start from; its config and tokenizer replace the toy ones (--hidden-size, --layers, --heads, --context are ignored)
     chat_format: str = ""  # chat format override for --init-from ("" = detect)
@@ -135,6 +136,7 @@ def check_config(cfg: Config) -> None:
     """Every bad setting gets a clear message before any work starts."""
     problems = []
     if cfg.method not in METHODS: problems.append(f"--method {cfg.method!r} is not one of {METHODS}")
+    if cfg.eval_on not in ("test", "valid"): problems.append(f"--eval-on {cfg.eval_on!r} is not test or valid")
     if cfg.env not in envs.ENV_NAMES: problems.append(f"--env {cfg.env!r} is not one of {envs.ENV_NAMES}")
     if cfg.failure_agent not in ("coevo", "frozen", "positive"): problems.append(f"--failure-agent {cfg.failure_agent!r} is not coevo, frozen or positive")
     if cfg.reference not in ("iteration", "sft"): problems.append(f"--reference {cfg.reference!r} is not iteration or sft")
@@ -275,8 +277,9 @@ def load_weights(model, path):
 # -----------------------------------------------------------------------------------------------------------
 # Data and models
 def make_data(cfg: Config) -> dict:
-    """Tasks of every split, and the oracle's trajectory for the first n_expert training tasks (scarce e*)."""
-    data = {split: envs.make_tasks(cfg.env, split, n, cfg.seed)
+    """Tasks of every split, and the oracle's trajectory for the first n_expert training tasks (scarce e*). With
+    --eval-on valid, "test_seen" and "test_unseen" hold the validation splits' tasks (the rest is unchanged)."""
+    data = {split: envs.make_tasks(cfg.env, split.replace("test", cfg.eval_on), n, cfg.seed)
             for split, n in (("train", cfg.n_train), ("test_seen", cfg.n_test), ("test_unseen", cfg.n_test))}
     data["experts"] = [dict(envs.oracle(t), agent="expert") for t in data["train"][:cfg.n_expert]]
     return data
@@ -820,7 +823,7 @@ def main(cfg: Config) -> str:
         renderer = build_renderer(cfg, data)
         torch.manual_seed(phase_seed(cfg, "init"))
         base = new_model(cfg, renderer)
-        print(f"coevo: {cfg.env}, {len(data['train'])} train tasks ({len(data['experts'])} with experts), "
+        print(f"coevo: {cfg.env}, evaluated on the {cfg.eval_on} splits, {len(data['train'])} train tasks ({len(data['experts'])} with experts), "
               f"{sum(p.numel() for p in base.parameters()) / 1e6:.2f}M parameters, run dir {path}")
         # 0. SFT: behaviour-clone the expert trajectories; both agents start here
         model_phase(run, "sft/0_train", base, renderer, lambda: sft(cfg, base, renderer, data["experts"], run, "sft/0_train"))
@@ -832,7 +835,7 @@ def main(cfg: Config) -> str:
         table = results_table(final_evaluations(path)) + "\n\n" + exploration_note(run.metrics())
         minutes = (time.time() - t0) / 60
         RunDir._write(run.file("summary.md"), f"# {path}\n\n{table}\n\nAverage reward x100 and success % of greedy "
-                      f"decoding on {cfg.n_test} tasks per split, ± the half-width of the 95% interval over tasks; "
+                      f"decoding on {cfg.n_test} tasks per {cfg.eval_on} split, ± the half-width of the 95% interval over tasks; "
                       f"'X - sft' rows: mean per-task difference on the same tasks [95% interval], * where it excludes "
                       f"0. Wall time of this invocation: {minutes:.1f} min.\n")
         print(f"\n{table}\n\n({minutes:.1f} min; details in {path}/metrics.jsonl, summary.md, transcripts.md)")

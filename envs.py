@@ -26,7 +26,9 @@ non-ASCII or unparseable action, or one that cannot apply here, costs a step and
 Deviations from shared/ENVS.md, and why:
 1. All: actions are lowercased and their whitespace collapsed before parsing (one spelling per action);
    an action that cannot apply here is invalid, as in ALFWorld, rather than a message of its own.
-2. Splits: a seen task goes to train or test_seen by a sha256 bucket of its first observation, so the two
+2. Splits: a seen task goes to train, valid_seen or test_seen by a sha256 bucket of its first observation
+   (70 / 10 / 20%), so no two of them share one; valid_unseen and test_unseen hold the held-out compositions,
+   in the valid and test buckets. Settings are chosen on the valid splits, results reported on the test ones
    never share an (instruction, world) pair; test_unseen tasks use the test bucket too.
 3. Shop: product ids are a letter and two digits (`k47`, 2,600 codes, three tokens) so a step-capped
    episode fits the 512-token context; `search[...]` works from any page; goals ask for one or two
@@ -56,10 +58,11 @@ import string
 from collections import Counter
 
 ENV_NAMES = ("shop", "lab", "sql")
-SPLITS = ("train", "test_seen", "test_unseen")
+SPLITS = ("train", "valid_seen", "valid_unseen", "test_seen", "test_unseen")
 INVALID = "nothing happens."        # the fixed answer to any action that does not parse or cannot apply
 ACTION_CAP = 200                    # longer actions are invalid: a looping model must not flood the context
-TEST_SEEN_PERCENT = 20              # share of the seen first-observation hash space reserved for test_seen
+TEST_SEEN_PERCENT = 20              # share of the first-observation hash space reserved for test splits
+VALID_PERCENT = 10                  # and the share after it reserved for validation splits
 TOKEN_RE = re.compile(r"\d|[a-z]+|[^\sa-z\d]")
 
 
@@ -83,8 +86,10 @@ def _digest(*parts) -> int:
 
 
 def _seen_split(first_obs: str) -> str:
-    # a seen task belongs to train or test_seen by its first observation alone, so the two never share one
-    return "test_seen" if _digest("split", first_obs) % 100 < TEST_SEEN_PERCENT else "train"
+    # a seen task belongs to train, valid_seen or test_seen by its first observation alone: none shares one
+    bucket = _digest("split", first_obs) % 100
+    return "test_seen" if bucket < TEST_SEEN_PERCENT else "valid_seen" if bucket < TEST_SEEN_PERCENT + VALID_PERCENT \
+        else "train"
 
 
 def _clip(text: str, cap: int) -> str:
@@ -948,14 +953,15 @@ def make_env(name: str, **options):
 
 
 def make_tasks(env_name: str, split: str, n: int, seed: int) -> list:
-    """n tasks of one split, deterministic from the seed. Seen tasks go to train or test_seen by a hash of
-    their first observation; test_unseen tasks all contain a held-out composition."""
+    """n tasks of one split, deterministic from the seed. Seen tasks go to train, valid_seen or test_seen by a
+    hash of their first observation; valid_unseen and test_unseen tasks all contain a held-out composition."""
     if env_name not in ENV_NAMES or split not in SPLITS:
         raise ValueError(f"make_tasks needs env in {ENV_NAMES} and split in {SPLITS}, got {env_name!r}, {split!r}")
     if not isinstance(n, int) or n < 0:
         raise ValueError(f"make_tasks needs a count n >= 0, got {n!r}")
     rng = random.Random(_digest("tasks", env_name, split, seed))
-    unseen, slots = split == "test_unseen", []
+    unseen, slots = split.endswith("_unseen"), []
+    bucket = split.replace("_unseen", "_seen")        # unseen tasks take first observations of their bucket too
     while len(slots) < n:                              # draw worlds, keep those of this split
         sub = random.Random(rng.getrandbits(64))
         if env_name == "shop":
@@ -966,7 +972,7 @@ def make_tasks(env_name: str, split: str, n: int, seed: int) -> list:
             first = ToyLab().reset({"slots": s}) if env_name == "lab" else s["question"]
         # unseen tasks also take test first observations only (a cars question can read like a books one);
         # the split check is cheap, the sqlite check (gold non-empty, near-misses in band) runs after it
-        if _seen_split(first) == ("test_seen" if unseen else split) and (env_name != "sql" or _sql_bands_ok(s)):
+        if _seen_split(first) == bucket and (env_name != "sql" or _sql_bands_ok(s)):
             slots.append(s)
     return [{"env": env_name, "split": split, "id": f"{env_name}-{split}-{i:04d}", "seed": seed, "slots": s}
             for i, s in enumerate(slots[:n])]

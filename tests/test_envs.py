@@ -103,8 +103,10 @@ def test_no_train_instruction_world_pair_appears_in_a_test_split(env_name):
     def keys(tasks):   # the whole world (canonical JSON of the slots) and what the agent first reads
         return {digest(t["slots"]) for t in tasks} | {digest(envs.make_env(env_name).reset(t)) for t in tasks}
     train = keys(envs.make_tasks(env_name, "train", 2000, seed=0))
-    for split in ("test_seen", "test_unseen"):
-        assert not train & keys(envs.make_tasks(env_name, split, 200, seed=0)), split
+    others = {split: keys(envs.make_tasks(env_name, split, 200, seed=0)) for split in SPLITS[1:]}
+    for split in SPLITS[1:]:
+        assert not train & others[split], split
+    assert not others["valid_seen"] & others["test_seen"] and not others["valid_unseen"] & others["test_unseen"]
 
 
 def held_out(task) -> bool:
@@ -121,7 +123,7 @@ def held_out(task) -> bool:
 def test_only_unseen_tasks_contain_a_held_out_composition(env_name):
     for split in SPLITS:
         tasks = envs.make_tasks(env_name, split, 300, seed=3)
-        assert all(held_out(t) == (split == "test_unseen") for t in tasks), split
+        assert all(held_out(t) == split.endswith("_unseen") for t in tasks), split
     # and the held-out words still occur in training worlds (the composition is new, not the words)
     train = json.dumps([t["slots"] for t in envs.make_tasks(env_name, "train", 300, seed=3)])
     for word in {"shop": ["cotton", "wool", "mint"], "lab": ["juice", "wax", "moss", "oil"], "sql": ["year", "city"]}[env_name]:
