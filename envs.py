@@ -30,8 +30,10 @@ Deviations from shared/ENVS.md, and why:
    (70 / 10 / 20%), so no two of them share one; valid_unseen and test_unseen hold the held-out compositions,
    in the valid and test buckets. Settings are chosen on the valid splits, results reported on the test ones
    never share an (instruction, world) pair; test_unseen tasks use the test bucket too.
-3. Shop: product ids are a letter and two digits (`k47`, 2,600 codes, three tokens) so a step-capped
-   episode fits the 512-token context; `search[...]` works from any page; goals ask for one or two
+3. Shop: product ids are a letter and two digits (`k47`, 2,600 codes, three tokens, letters distinct within
+   a shop) so a step-capped episode fits the 512-token context, and come last on a product's line, after the
+   title and price that decide whether to click it (a small causal model reads left to right; WebShop's
+   pretrained agents need no such help); `search[...]` works from any page; goals ask for one or two
    attributes (two reward denominators, more failure levels). Each episode's shop is drawn from the task's
    seed with the confusers WebShop's near-misses need; WebShop's 1.18M products cannot be memorised, and
    an earlier fixed 160-product catalog was: an SFT agent bought by remembered id (docs/envs.md).
@@ -212,9 +214,13 @@ def _shop_world(rng, goal) -> list:
         if not qualifies(p):
             products.append(p)
     rng.shuffle(products)                      # the listing order breaks search ties
-    ids = rng.sample([a + b + c for a in string.ascii_lowercase for b in string.digits for c in string.digits],
-                     len(products))
-    return [dict(p, id=i) for p, i in zip(products, ids)]
+    return [dict(p, id=i) for p, i in zip(products, _shop_ids(rng, len(products)))]
+
+
+def _shop_ids(rng, n: int) -> list:
+    """n fresh product codes, a letter and two digits (2,600 codes); the letters differ within one shop, so a
+    code's first token already tells its product apart from the others on the page."""
+    return [a + str(rng.randrange(100)).zfill(2) for a in rng.sample(string.ascii_lowercase, n)]
 
 
 def _shop_search(products, words) -> list:
@@ -231,7 +237,8 @@ def _shop_matches(p, goal) -> bool:
 
 
 def _shop_title(p) -> str:
-    return f"{p['id']} {' '.join(p['attrs'])} {p['type']} ${p['price']}"
+    # the id comes last: a left-to-right model meets the facts that pick a line (title, price) before its id
+    return f"{' '.join(p['attrs'])} {p['type']} ${p['price']} {p['id']}"
 
 
 def _shop_instruction(goal) -> str:
@@ -245,21 +252,26 @@ class ToyShop(_Env):
 
     Reward (WebShop's, exact matching): r_type * (attrs matched + options matched + price ok) / (|attrs| +
     |options| + 1), r_type 1 for the asked type, 0.5 for another type of its category, 0 otherwise.
-    Worked transcript (oracle on shop-train-0001, seed 0; the first two classic towels are over budget):
-        buy classic towel, color blue, size small, under $70.
-        > search[classic towel]
+    Worked transcript (oracle on shop-train-0000, seed 0; the first three waterproof jackets are over budget):
+        buy waterproof jacket, color green, size large, under $70.
+        > search[waterproof jacket]
         page 1 of 3
-        a60 soft classic towel $76
-        j76 cotton classic towel $75
-        z52 classic cotton towel $26
-        > click[z52]
-        z52 classic cotton towel $26
-        color: blue black grey
+        wool waterproof jacket $72 z97
+        waterproof organic jacket $73 s01
+        organic waterproof jacket $78 a23
+        > click[next >]
+        page 2 of 3
+        slim waterproof jacket $24 e54
+        cotton slim jacket $21 g85
+        waterproof light sandals $57 v02
+        > click[e54]
+        slim waterproof jacket $24 e54
+        color: red black green
         size: small large
-        > click[blue]
-        selected color blue.
-        > click[small]
-        selected size small.
+        > click[green]
+        selected color green.
+        > click[large]
+        selected size large.
         > click[buy now]
         thank you for your order.                      (reward 1.0)
     """
@@ -1014,8 +1026,7 @@ def relabel(task, seed: int) -> dict:
     on both; one that recalls names from training does not (shared/ENVS.md, property 6)."""
     rng, s = random.Random(_digest("relabel", task["id"], task["seed"], seed)), json.loads(json.dumps(task["slots"]))
     if task["env"] == "shop":
-        codes = rng.sample([a + b + c for a in string.ascii_lowercase for b in string.digits for c in string.digits],
-                           len(s["products"]))
+        codes = _shop_ids(rng, len(s["products"]))
         s["products"] = [dict(p, id=i) for p, i in zip(rng.sample(s["products"], len(s["products"])), codes)]
     elif task["env"] == "lab":
         keep = {s["target"]} | {f"{p} paint" for p in s["recipe"]}
