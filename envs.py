@@ -30,10 +30,10 @@ Deviations from shared/ENVS.md, and why:
    (70 / 10 / 20%), so no two of them share one; valid_unseen and test_unseen hold the held-out compositions,
    in the valid and test buckets. Settings are chosen on the valid splits, results reported on the test ones
    never share an (instruction, world) pair; test_unseen tasks use the test bucket too.
-3. Shop: product ids are a letter and two digits (`k47`, 2,600 codes, three tokens, letters distinct within
-   a shop) so a step-capped episode fits the 512-token context, and come last on a product's line, after the
-   title and price that decide whether to click it (a small causal model reads left to right; WebShop's
-   pretrained agents need no such help); `search[...]` works from any page; goals ask for one or two
+3. Shop: product ids are two-letter codes (`[kq]`, 653 codes, one token, the same token on the page and in
+   `click[kq]`) and come last on a product's line, after the title and price that decide whether to click it (a
+   small causal model reads left to right and copies one token far more easily than a spelled-out code;
+   WebShop's pretrained agents need no such help); `search[...]` works from any page; goals ask for one or two
    attributes (two reward denominators, more failure levels). Each episode's shop is drawn from the task's
    seed with the confusers WebShop's near-misses need; WebShop's 1.18M products cannot be memorised, and
    an earlier fixed 160-product catalog was: an SFT agent bought by remembered id (docs/envs.md).
@@ -150,6 +150,9 @@ SHOP_TYPES = {t: (cat, attrs, dim) for cat, (types, attrs, dim) in SHOP_CATEGORI
 PAGE = 3                                               # results per page; at most 3 pages are listed
 SHOP_PRODUCTS = 14                                     # products in one episode's shop
 SHOP_PRICES = tuple(p for p in range(11, 80) if p % 10)   # never a multiple of 10: "under $30" is never a tie
+SHOP_WORDS = {"of", "by", "in", "on", "to", "is", "it", "at", "as", "an", "or", "no", "be", "do", "go", "me", "my",
+              "up", "us", "we", "he", "if", "so"}
+SHOP_CODES = [a + b for a in string.ascii_lowercase for b in string.ascii_lowercase if a + b not in SHOP_WORDS]
 # Held out of training goals: type i of its category with attribute 2i mod 5 (distinct within a category, so
 # every attribute is still asked for with other types) and with first-dimension value 3i+1 (about 10%).
 SHOP_HELD_OUT = {(t, pair) for types, attrs, dim in SHOP_CATEGORIES.values() for i, t in enumerate(types)
@@ -218,9 +221,9 @@ def _shop_world(rng, goal) -> list:
 
 
 def _shop_ids(rng, n: int) -> list:
-    """n fresh product codes, a letter and two digits (2,600 codes); the letters differ within one shop, so a
-    code's first token already tells its product apart from the others on the page."""
-    return [a + str(rng.randrange(100)).zfill(2) for a in rng.sample(string.ascii_lowercase, n)]
+    """n distinct fresh product codes of two letters (SHOP_CODES): one token each, the same token in the page
+    (`[kq]`) and in the action (`click[kq]`), so clicking a listed product is copying what the page shows."""
+    return rng.sample(SHOP_CODES, n)
 
 
 def _shop_search(products, words) -> list:
@@ -237,8 +240,9 @@ def _shop_matches(p, goal) -> bool:
 
 
 def _shop_title(p) -> str:
-    # the id comes last: a left-to-right model meets the facts that pick a line (title, price) before its id
-    return f"{' '.join(p['attrs'])} {p['type']} ${p['price']} {p['id']}"
+    # the id comes last, in brackets like WebShop's clickable ids: a left-to-right model meets the facts that
+    # pick a line (title, price) before the id it then copies
+    return f"{' '.join(p['attrs'])} {p['type']} ${p['price']} [{p['id']}]"
 
 
 def _shop_instruction(goal) -> str:
@@ -1057,7 +1061,7 @@ def lexicon(env_name: str) -> list:
                 ["buy wool shirt, color red, size large, under $30.", "page 1 of 3", "no results.",
                  "selected size large.", "thank you for your order.", INVALID,
                  "search[wool shirt] click[a0] click[next >] click[< prev] click[back] click[buy now]",
-                 " ".join(string.ascii_lowercase), " ".join(string.digits)])
+                 " ".join(string.ascii_lowercase), " ".join(string.digits), "[" + "] [".join(SHOP_CODES) + "]"])
     if env_name == "lab":
         return ([f"{r}: {', '.join(FIXED[r])}, empty." for r in ROOMS] +
                 [" ".join(SOLIDS + LIQUIDS + THINGS), " ".join(PAINTS + tuple(MIXES.values())) + " brown paint",
@@ -1094,7 +1098,7 @@ def random_action(env_name: str, rng: random.Random) -> str:
     """A plausible random action: a template of the environment filled with its own words."""
     words = sorted(_lexicon_words(env_name))
     if env_name == "shop":
-        code = rng.choice(string.ascii_lowercase) + str(rng.randrange(100)).zfill(2)   # ids are fresh codes
+        code = rng.choice(SHOP_CODES)                  # ids are fresh codes
         return rng.choice([f"search[{' '.join(rng.sample(words, rng.randint(1, 3)))}]", f"click[{code}]",
                            f"click[{rng.choice(words)}]", "click[next >]", "click[< prev]", "click[back]", "click[buy now]"])
     if env_name == "lab":
