@@ -72,6 +72,7 @@ class Config:
     # --- SFT (step 0)
     sft_epochs: int = 40  # passes over the expert trajectories
     sft_lr: float = 3e-3  # AdamW learning rate, cosine-decayed to 10%
+    sft_obs_coef: float = 0.0  # weight of the NLL of the observation tokens in SFT (a from-scratch model's stand-in for pretraining); 0 = actions only
     batch_size: int = 16  # trajectories (SFT) or pairs/groups (DPO) per optimizer step
     # --- exploration (step 1)
     explore_tasks: int = 600  # co-evolution: training tasks both agents explore (the expert tasks first); failure
@@ -145,7 +146,7 @@ def check_config(cfg: Config) -> None:
     for name in ("target_temperature", "failure_temperature"):
         if not 0 <= getattr(cfg, name) <= 5: problems.append(f"--{name.replace('_', '-')} {getattr(cfg, name)} must be in [0, 5]")
     if not 0 < cfg.top_p <= 1: problems.append(f"--top-p {cfg.top_p} must be in (0, 1]")
-    for name in ("dpo_coef", "hn_coef", "sft_coef", "ff_coef", "failure_sft_coef"):
+    for name in ("dpo_coef", "hn_coef", "sft_coef", "ff_coef", "failure_sft_coef", "sft_obs_coef"):
         if not 0 <= getattr(cfg, name) <= 100: problems.append(f"--{name.replace('_', '-')} {getattr(cfg, name)} must be in [0, 100]")
     for name in ("failure_min_gap", "hn_threshold"):  # rewards lie in [0, 1]: above 1 nothing would ever qualify
         if not 0 <= getattr(cfg, name) < 1: problems.append(f"--{name.replace('_', '-')} {getattr(cfg, name)} must be in [0, 1)")
@@ -344,9 +345,14 @@ def sft(cfg: Config, model, renderer, experts: list, run: RunDir, phase: str) ->
         order = rng.sample(range(len(seqs)), len(seqs))
         for b in range(0, len(order), cfg.batch_size):
             ids, mask = M.collate([seqs[i] for i in order[b:b + cfg.batch_size]], renderer.pad_id, cfg.device)
+            # the observations too (sft_obs_coef): read as language, they teach a from-scratch model to copy what
+            # the page shows (an id, a price), the ability the paper's pretrained agents bring with them
+            obs = ((ids != renderer.pad_id) & (mask == 0)).long() if cfg.sft_obs_coef > 0 else None
             with autocast(cfg):
-                logps, n_tokens = M.sequence_logps(model, ids, mask)
-            loss = losses.nll_loss(logps, n_tokens).mean()
+                logps, n_tokens, *obs_part = M.sequence_logps(model, ids, mask, obs)
+                loss = losses.nll_loss(logps, n_tokens).mean()
+                if obs_part:
+                    loss = loss + cfg.sft_obs_coef * losses.nll_loss(*obs_part).mean()
             check_finite(loss, phase)
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -561,14 +561,20 @@ def collate(seqs, pad_id: int, device=None) -> tuple:
     return ids.to(device), mask.to(device)
 
 
-def sequence_logps(model, ids, mask) -> tuple:
+def sequence_logps(model, ids, mask, obs_mask=None) -> tuple:
     """Summed log-probs of the tokens where mask == 1 (logps (B,), fp32) and how many there are (n_tokens (B,)).
     Token t is predicted from position t-1. Summed, not averaged: log pi(e|u) of a whole trajectory, which is
-    what DPO compares. Causal attention makes right padding invisible to the real tokens."""
+    what DPO compares. Causal attention makes right padding invisible to the real tokens. With obs_mask (SFT's
+    observation term), the same for those tokens too, from the same forward pass: (logps, n, obs_logps, n_obs)."""
     if ids.dim() != 2 or ids.shape != mask.shape:
         raise ValueError(f"sequence_logps: ids {tuple(ids.shape)} and mask {tuple(mask.shape)} must be the same (B, T)")
-    B = ids.shape[0]
     h = model.hidden(ids)[:, :-1]  # (B, T-1, D): position t-1 predicts token t
+    out = _masked_logps(model, h, ids, mask)
+    return out if obs_mask is None else out + _masked_logps(model, h, ids, obs_mask)
+
+
+def _masked_logps(model, h, ids, mask) -> tuple:
+    B = ids.shape[0]
     counted = mask[:, 1:].bool()  # (B, T-1)
     rows = torch.arange(B, device=ids.device)[:, None].expand_as(counted)[counted]  # (N,) sequence of each token
     h, target = h[counted], ids[:, 1:][counted]  # (N, D), (N,): only counted positions ever reach the head

@@ -160,7 +160,7 @@ def smoke(tmp_path, name, **kw):
     dict(method="coevo", hn_coef=0.0), dict(method="coevo", ff_coef=0.5, listwise=True, failure_sft_coef=0.5),
     dict(method="coevo", reference="sft", regenerate_hard_negatives=False, hn_threshold=0.5, failure_within_agent=True,
          cut_at_divergence=True),
-    dict(method="coevo", env="lab"), dict(method="coevo", env="sql"),
+    dict(method="coevo", env="lab"), dict(method="coevo", env="sql"), dict(method="sft", sft_obs_coef=1.0),
 ])
 def test_every_method_and_ablation_runs(tmp_path, kw):
     cfg = smoke(tmp_path, "r", **kw)

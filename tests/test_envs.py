@@ -303,15 +303,15 @@ def test_shop_ids_name_no_product_across_episodes():
     for task in envs.make_tasks("shop", "train", 300, seed=14):
         for p in task["slots"]["products"]:
             meaning.setdefault(p["id"], set()).add((p["type"], tuple(sorted(p["attrs"])), p["price"]))
-    reused = [m for m in meaning.values() if len(m) > 1]
-    assert len(reused) > 0.5 * len(meaning) and all(len(m) == len(set(m)) for m in reused)
+    assert all(len(m) > 100 for m in meaning.values())              # every letter names 100+ different products
     # and one instruction, met in several episodes, is answered by clicking a different id each time
     clicked = {}
     for task in envs.make_tasks("shop", "train", 2000, seed=14):
         traj = envs.oracle(task)
         clicked.setdefault(traj["messages"][0], []).append(traj["messages"][1::2][-4])   # click[id], 2 options, buy
     repeats = [ids for ids in clicked.values() if len(ids) > 1]
-    assert len(repeats) > 20 and all(len(set(ids)) == len(ids) for ids in repeats)
+    same = sum(len(set(ids)) == 1 for ids in repeats)               # by chance about 1 in 26 for a pair
+    assert len(repeats) > 20 and same < 0.15 * len(repeats), (same, len(repeats))
 
 
 # ------------------------------------------------------------------------------------------ context, text

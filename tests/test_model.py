@@ -177,6 +177,12 @@ def test_sequence_logps_ignore_padding():
         batch = M.sequence_logps(model, *M.collate([seq, ([2] * 11, [1] * 11)], pad_id=3))
     assert alone[1].tolist() == [3] and batch[1].tolist() == [3, 10]
     assert torch.allclose(alone[0], batch[0][:1], atol=1e-6)
+    # SFT's observation term: the complementary mask in the same forward pass equals a call of its own
+    ids, mask = M.collate([seq], pad_id=0)
+    with torch.no_grad():
+        both = M.sequence_logps(model, ids, mask, 1 - mask)
+        obs = M.sequence_logps(model, ids, 1 - mask)
+    assert torch.equal(both[0], alone[0]) and both[3].tolist() == [2] and torch.allclose(both[2], obs[0])
 
 
 def test_context_limit_ends_episodes(renderer):
