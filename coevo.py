@@ -60,7 +60,7 @@ class Config:
     env: str = "shop"  # shop | lab | sql
     n_train: int = 2000  # training tasks generated
     n_expert: int = 300  # training tasks that carry an expert trajectory (scarce ground truth)
-    n_test: int = 200  # tasks in each of test_seen and test_unseen
+    n_test: int = 500  # tasks in each of test_seen and test_unseen (500: a 95% interval of about +-4 reward points)
     eval_on: str = "test"  # test | valid: evaluate on valid_seen and valid_unseen instead (choose settings there; report test)
     # --- model (toy size; ignored with --init-from)
     init_from: str = ""  # Hugging Face-layout folder (Llama/Qwen/Mistral family) to start from; its config and tokenizer replace the toy ones (--hidden-size, --layers, --heads, --context are ignored)
@@ -72,7 +72,7 @@ class Config:
     # --- SFT (step 0)
     sft_epochs: int = 40  # passes over the expert trajectories
     sft_lr: float = 3e-3  # AdamW learning rate, cosine-decayed to 10%
-    sft_obs_coef: float = 0.0  # weight of the NLL of the observation tokens in SFT (a from-scratch model's stand-in for pretraining); 0 = actions only
+    sft_obs_coef: float = 1.0  # weight of the NLL of the observation tokens in SFT (a from-scratch model's stand-in for pretraining); 0 = actions only
     batch_size: int = 16  # trajectories (SFT) or pairs/groups (DPO) per optimizer step
     # --- exploration (step 1)
     explore_tasks: int = 600  # co-evolution: training tasks both agents explore (the expert tasks first); failure
