@@ -68,7 +68,7 @@ class Config:
     hidden_size: int = 128  # model width
     layers: int = 4  # transformer blocks
     heads: int = 4  # query heads (kv heads = heads // 2)
-    context: int = 512  # max tokens of an episode
+    context: int = 576  # max tokens of an episode (a step-capped shop episode of the longest pages needs 519)
     # --- SFT (step 0)
     sft_epochs: int = 10  # passes over the expert trajectories (40 with 300 experts: SFT solves all 300, nothing to pair)
     sft_lr: float = 3e-3  # AdamW learning rate, cosine-decayed to 10%
