@@ -9,7 +9,7 @@ train and test never share an (instruction, world) pair and only test_unseen hol
 compositions; the same seed gives the same episodes in another process (hashlib, not the salted hash());
 bad input (empty, overlong, non-ASCII, SQL that writes, ATTACHes a file, loops forever or cross-joins to
 millions of rows) costs a step and never raises, writes nothing and never outlives the step cap; whole
-step-capped episodes fit the 512-token context; every word the env prints is in its lexicon.
+step-capped episodes fit the model context (576 tokens by default); every word the env prints is in its lexicon.
 
 Run:  .venv/bin/python -m pytest -q tests/test_envs.py     (from the repository root; about 10 seconds)
 """
@@ -335,8 +335,7 @@ def test_whole_episodes_fit_the_context(env_name):
         act = max([act] + [tok(m) for t in trajs[:-1] for m in t["messages"][1::2]])
     # worst case: the longest first observation, then every step a long action and the longest observation
     worst = first + envs.make_env(env_name).max_steps * (act + obs)
-    # the rollout ends an episode whose next turn could pass the 512-token context (scored 0, end "context"):
-    # this bound keeps that to degenerate episodes, with room for a 24-token action
+    # in the project's rough token count; tests/test_coevo.py checks the real tokens against coevo's context
     assert worst <= 470 and oracle_max <= 230, (worst, oracle_max)
 
 
