@@ -722,8 +722,8 @@ def results_table(evals: dict) -> str:
     for m, ev in evals.items():
         if m != "sft" and "sft" in evals:
             cells = []
-            for split, metric, _ in METRICS:
-                diff = [a - b for a, b in zip(per_task(ev, split, metric), per_task(evals["sft"], split, metric))]
+            for split, metric, scale in METRICS:  # success in % points, like its column
+                diff = [scale * (a - b) for a, b in zip(per_task(ev, split, metric), per_task(evals["sft"], split, metric))]
                 cells.append(fmt_interval(*mean_ci(diff)))
             lines.append(f"| {m} - sft | " + " | ".join(cells) + " |")
     return "\n".join(lines)

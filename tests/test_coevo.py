@@ -299,7 +299,10 @@ def test_intervals_are_student_t_and_paired_differences_see_what_overlap_hides()
     evals = {"sft": {s: {"rewards": sft} for s in ("test_seen", "test_unseen")},
              "eto": {s: {"rewards": [r + 0.1 for r in sft]} for s in ("test_seen", "test_unseen")}}
     table = coevo.results_table(evals)
-    assert "| eto - sft | +10.0 [+10.0, +10.0] * |" in table            # paired: no spread, clearly above 0
+    assert "| eto - sft | +10.0 [+10.0, +10.0] * | +10.0 [+10.0, +10.0] * |" in table   # paired: no spread, above 0
+    # success differences are in % points like the success columns: one more success in 6 tasks is +16.7 points
+    evals["eto"]["test_seen"]["rewards"][1] = 1.0
+    assert coevo.results_table(evals).splitlines()[-1].split(" | ")[3].startswith("+16.7 ")
     _, half = coevo.mean_ci([100 * r for r in sft])
     assert half > 10                                                     # unpaired: the columns' intervals overlap
     assert coevo.fmt_interval(1.0, 2.0) == "+1.0 [-1.0, +3.0]"           # an interval that holds 0 gets no *
