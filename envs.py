@@ -432,6 +432,9 @@ def _lab_slots(rng, unseen: bool) -> dict:
     for obj in placed:                                 # the full studio of a mix task takes nothing more
         rooms[rng.choice([r for r in ROOMS if len(rooms[r]) - len(FIXED[r]) - (r == "studio") < 2
                           and not (family == "mix" and r == "studio")])].append(obj)
+    # listing order drawn per episode: furniture first and things after would let an agent act on positions
+    # instead of names (the reading benchmark lost 20 of 83 points when only the order was shuffled)
+    rooms = {r: rng.sample(objs, len(objs)) for r, objs in rooms.items()}
     slots = {"task": family, "target": target, "start": rng.choice(ROOMS), "rooms": rooms, "recipe": recipe,
              "temps": {o: rng.randrange(5, 96) for o in placed}, "box": rng.choice(BOXES)}
     if family == "measure":                            # readings never within 5 degrees of the threshold
@@ -460,23 +463,21 @@ class ToyLab(_Env):
     Score = k/n + w * u/m, capped at 1 (k of n ordered subgoals, u of m optional ones, w = 1/(n+1) unless
     optional_weight is given). Focusing on a wrong object ends the episode. The reward is the best score
     reached in the episode (ETO's rule); reward="final" scores the last state instead (0 after a wrong focus).
-    Worked transcript (oracle on lab-train-0003, seed 0; it searches rooms in the order of ROOMS):
-        your task is to melt the butter. focus on it first.
-        kitchen: stove, freezer, coin.
-        > go to workshop
-        workshop: thermometer, red box, blue box, butter.
-        > focus on butter
-        you focus on the butter.
-        > take butter
-        you take the butter.
+    Worked transcript (oracle on lab-test_unseen-0012, seed 0; it searches rooms in the order of ROOMS):
+        your task is to melt the wax. focus on it first.
+        garden: empty.
         > go to kitchen
-        kitchen: stove, freezer, coin.
-        > put butter in stove
-        you put the butter in the stove.
+        kitchen: stove, wax, freezer.
+        > focus on wax
+        you focus on the wax.
+        > take wax
+        you take the wax.
+        > put wax in stove
+        you put the wax in the stove.
         > activate stove
         the stove is on.
         > wait
-        you wait. the butter melts. task complete.     (reward 1.0; without the wait: 3/4 + 1/5 = 0.95)
+        you wait. the wax melts. task complete.     (reward 1.0; without the wait: 3/4 + 1/5 = 0.95)
     """
     max_steps = 15
 
