@@ -632,9 +632,8 @@ def evaluate(cfg: Config, model, renderer, data: dict, label: str) -> dict:
         trajs = M.rollout(model, renderer, lambda: envs.make_env(cfg.env), data[split], temperature=0.0,
                           device=cfg.device, progress=True, desc=f"{label} {split}")
         stats, rewards = exploration_stats(trajs), [t["reward"] for t in trajs]
-        out[split] = {"reward": 100 * mean_ci(rewards)[0], "reward_ci": 100 * mean_ci(rewards)[1],
-                      "success": mean_ci([float(t["success"]) for t in trajs])[0],
-                      "success_ci": mean_ci([float(t["success"]) for t in trajs])[1],
+        (reward, reward_ci), (success, success_ci) = mean_ci(rewards), mean_ci([float(t["success"]) for t in trajs])
+        out[split] = {"reward": 100 * reward, "reward_ci": 100 * reward_ci, "success": success, "success_ci": success_ci,
                       "invalid_rate": stats["invalid_rate"], "timeout_rate": stats["timeout_rate"],
                       "expert_nll": expert_nll(cfg, model, renderer, [envs.oracle(t) for t in data[split]]),
                       "rewards": rewards}  # per task, in the order of data[split]: paired differences need them
