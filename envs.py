@@ -830,6 +830,11 @@ def _sql_failure_sql(slots) -> dict:
     return out
 
 
+def _sql_table_name(rng) -> str:
+    """A fresh table name per episode: a letter and two digits (`k07`)."""
+    return rng.choice(string.ascii_lowercase) + str(rng.randrange(100)).zfill(2)
+
+
 def _sql_slots(rng, unseen: bool) -> dict:
     """12 fresh rows (text and numbers distinct) and one question. Unseen: half cars, half held-out pairs."""
     if unseen and rng.random() < 0.5:
@@ -841,7 +846,7 @@ def _sql_slots(rng, unseen: bool) -> dict:
     lo, hi = SQL_NUMBERS[num]
     rows = [list(r) for r in zip(rng.sample(SQL_WORDS[text], 12), [rng.choice(SQL_WORDS[cat]) for _ in range(12)],
                                  rng.sample(range(lo, hi + 1), 12), [rng.choice(SQL_WORDS["city"]) for _ in range(12)])]
-    name = rng.choice(string.ascii_lowercase) + str(rng.randrange(100)).zfill(2)   # read it off show tables
+    name = _sql_table_name(rng)                        # read it off show tables
     question, gold, params = _sql_question(rng, template, table, name, rows)
     return {"table": table, "name": name, "template": template, "question": question, "gold": gold, "params": params,
             "rows": rows, "unseen": ("schema" if table == "cars" else "template") if unseen else None}
@@ -1047,7 +1052,7 @@ def relabel(task, seed: int) -> dict:
     else:
         name = s["name"]
         while name == s["name"]:
-            name = rng.choice(string.ascii_lowercase) + str(rng.randrange(100)).zfill(2)
+            name = _sql_table_name(rng)
         s.update(name=name, gold=s["gold"].replace(f" from {s['name']}", f" from {name}"),
                  rows=rng.sample(s["rows"], len(s["rows"])))
     return dict(task, id=task["id"] + "-relabeled", slots=s)
@@ -1061,7 +1066,7 @@ def lexicon(env_name: str) -> list:
                 ["buy wool shirt, color red, size large, under $30.", "page 1 of 3", "no results.",
                  "selected size large.", "thank you for your order.", INVALID,
                  "search[wool shirt] click[a0] click[next >] click[< prev] click[back] click[buy now]",
-                 " ".join(string.ascii_lowercase), " ".join(string.digits), "[" + "] [".join(SHOP_CODES) + "]"])
+                 " ".join(string.ascii_lowercase), " ".join(string.digits)])
     if env_name == "lab":
         return ([f"{r}: {', '.join(FIXED[r])}, empty." for r in ROOMS] +
                 [" ".join(SOLIDS + LIQUIDS + THINGS), " ".join(PAINTS + tuple(MIXES.values())) + " brown paint",
@@ -1107,7 +1112,7 @@ def random_action(env_name: str, rng: random.Random) -> str:
         return rng.choice([f"go to {rng.choice(ROOMS)}", f"take {o}", f"put {o} in {c}", f"focus on {o}",
                            f"use thermometer on {o}", "activate stove", "deactivate stove", "mix bowl",
                            "read recipe", "look", "wait"])
-    table = rng.choice(list(SQL_SCHEMAS) + [rng.choice(string.ascii_lowercase) + str(rng.randrange(100)).zfill(2)])
+    table = rng.choice(list(SQL_SCHEMAS) + [_sql_table_name(rng)])
     cols = SQL_SCHEMAS[rng.choice(list(SQL_SCHEMAS))]
     col, val = rng.choice(cols), rng.choice(SQL_WORDS[rng.choice(list(SQL_WORDS))])
     return rng.choice([f"execute[select {col} from {table}]", f"execute[select {col} from {table} where {rng.choice(cols)} = '{val}']",
