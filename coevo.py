@@ -4,6 +4,7 @@
     python coevo.py --method coevo --env lab         # one method on one environment
     python coevo.py --seeds 0,1,2                    # the comparison over seeds: mean and spread
     python coevo.py --resume runs/<name>             # continue a killed run after its last finished phase
+    python coevo.py plot runs/<name>                 # PNGs of a run's metrics (needs matplotlib; plots.py)
 
 The loop in `run_method` is the algorithm box of docs/coevo.md (from METHOD.md), with the step number on each line:
   0. SFT both agents on the expert trajectories
@@ -42,6 +43,7 @@ import torch
 from tqdm import tqdm
 
 import envs
+import loader
 import losses
 import model as M
 
@@ -97,6 +99,7 @@ class Config:
     dpo_coef: float = 0.5  # weight of DPO on (expert, target's own failure); 0 disables
     hn_coef: float = 0.5  # weight of DPO on (expert, hard negative); 0 reduces co-evolution to ETO + NLL
     sft_coef: float = 0.5  # weight of the NLL of the expert trajectory; 0 disables
+    anchor_obs_coef: float = 0.0  # that NLL term also fits the expert's observation tokens, weighted so (as SFT does with --sft-obs-coef); 0 = actions only
     ff_coef: float = 0.0  # weight of DPO on (better, worse) failure pairs of the target; needs target_samples >= 1; 0 off
     listwise: bool = False  # hard-negative term as a listwise softmax over negatives instead of mean pairwise DPO
     beta: float = 0.1  # DPO temperature: larger keeps the policy closer to its reference
@@ -149,7 +152,7 @@ def check_config(cfg: Config) -> None:
     for name in ("target_temperature", "failure_temperature"):
         if not 0 <= getattr(cfg, name) <= 5: problems.append(f"--{name.replace('_', '-')} {getattr(cfg, name)} must be in [0, 5]")
     if not 0 < cfg.top_p <= 1: problems.append(f"--top-p {cfg.top_p} must be in (0, 1]")
-    for name in ("dpo_coef", "hn_coef", "sft_coef", "ff_coef", "failure_sft_coef", "sft_obs_coef"):
+    for name in ("dpo_coef", "hn_coef", "sft_coef", "ff_coef", "failure_sft_coef", "sft_obs_coef", "anchor_obs_coef"):
         if not 0 <= getattr(cfg, name) <= 100: problems.append(f"--{name.replace('_', '-')} {getattr(cfg, name)} must be in [0, 100]")
     for name in ("failure_min_gap", "hn_threshold"):  # rewards lie in [0, 1]: above 1 nothing would ever qualify
         if not 0 <= getattr(cfg, name) < 1: problems.append(f"--{name.replace('_', '-')} {getattr(cfg, name)} must be in [0, 1)")
@@ -293,7 +296,6 @@ def build_renderer(cfg: Config, data: dict):
     """The toy tokenizer is built from the environment's closed lexicon and the expert transcripts. With
     --init-from the checkpoint's own tokenizer and chat format replace it (read without touching the weights)."""
     if cfg.init_from:
-        import loader  # only open checkpoints need it
         return loader.renderer_from_hf(cfg.init_from, chat_format=cfg.chat_format or None)
     texts = envs.lexicon(cfg.env) + [m for t in data["experts"] for m in t["messages"]]
     return M.Renderer(M.build_tokenizer(texts))
@@ -302,9 +304,9 @@ def build_renderer(cfg: Config, data: dict):
 def new_model(cfg: Config, renderer):
     """A fresh toy model sized by the model flags, or with --init-from the checkpoint's model: its config.json
     decides every size (the toy flags are ignored). Weights are fp32 either way: they are the master copy that
-    AdamW updates, and on cuda the matmuls run in bf16 under `autocast` (docs/open_checkpoints.md: memory)."""
+    AdamW updates, and on cuda the matmuls run in bf16 under `autocast` (docs/checkpoints.md: memory)."""
     if cfg.init_from:
-        return M.load_pretrained(cfg.init_from, device=cfg.device, chat_format=cfg.chat_format or None)[0]
+        return loader.load_pretrained(cfg.init_from, device=cfg.device, chat_format=cfg.chat_format or None)[0]
     mcfg = M.ModelConfig(vocab_size=renderer.vocab_size, hidden_size=cfg.hidden_size, num_hidden_layers=cfg.layers,
                          num_attention_heads=cfg.heads, num_key_value_heads=max(1, cfg.heads // 2),
                          intermediate_size=3 * cfg.hidden_size, max_position_embeddings=cfg.context)
@@ -486,11 +488,13 @@ def build_target_groups(cfg: Config, experts: list, own: list, hard: list, metho
     return groups
 
 
-def pool_logps(cfg: Config, model, renderer, seqs: list, idx: list):
-    """Summed action log-probs (and action-token counts) of seqs[i] for i in idx, in one padded batch."""
+def pool_logps(cfg: Config, model, renderer, seqs: list, idx: list, with_obs: bool = False):
+    """Summed action log-probs (and action-token counts) of seqs[i] for i in idx, in one padded batch; with_obs:
+    the observation tokens' too, from the same forward pass (logps, n, obs_logps, n_obs)."""
     ids, mask = M.collate([seqs[i] for i in idx], renderer.pad_id, cfg.device)
+    obs = ((ids != renderer.pad_id) & (mask == 0)).long() if with_obs else None
     with autocast(cfg):
-        return M.sequence_logps(model, ids, mask)
+        return M.sequence_logps(model, ids, mask, obs)
 
 
 @torch.no_grad()
@@ -506,10 +510,12 @@ def reference_logps(cfg: Config, model, renderer, seqs: list, ref_path: str = ""
 
 
 def preference_update(cfg: Config, model, renderer, pool: list, items: list, loss_fn, lr: float,
-                      run: RunDir, phase: str, ref_path: str = "", pair_counts: dict | None = None) -> None:
+                      run: RunDir, phase: str, ref_path: str = "", pair_counts: dict | None = None,
+                      obs_coef: float = 0.0) -> None:
     """Steps 3 and 6: DPO-style updates. `pool` holds every trajectory the items refer to (by index);
     `loss_fn(items, policy, ref, n_tokens) -> (loss, stats)` combines the terms for a batch of items.
-    `pair_counts` (pairs of each kind) go into the phase's metric record as they are."""
+    `pair_counts` (pairs of each kind) go into the phase's metric record as they are. With obs_coef > 0 the
+    loss also gets `obs = (obs_logps, n_obs)` per pool position (the NLL anchor on observations)."""
     seqs = [renderer.render(t["messages"]) for t in pool]
     ref = reference_logps(cfg, model, renderer, seqs, ref_path)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
@@ -520,12 +526,13 @@ def preference_update(cfg: Config, model, renderer, pool: list, items: list, los
         for b in range(0, len(order), cfg.batch_size):
             batch = [items[i] for i in order[b:b + cfg.batch_size]]
             idx = sorted({i for item in batch for i in item_indices(item)})
-            logps, n_tokens = pool_logps(cfg, model, renderer, seqs, idx)
+            logps, n_tokens, *obs = pool_logps(cfg, model, renderer, seqs, idx, with_obs=obs_coef > 0)
             # scatter into pool-sized tensors so that the loss can index by pool position
             where = torch.tensor(idx, device=logps.device)
-            policy = torch.zeros(len(pool), device=logps.device).index_put((where,), logps.float())
-            counts = torch.zeros(len(pool), device=logps.device).index_put((where,), n_tokens.float())
-            loss, stats = loss_fn(batch, policy, ref, counts)
+            scatter = lambda x: torch.zeros(len(pool), device=logps.device).index_put((where,), x.float())
+            policy, counts = scatter(logps), scatter(n_tokens)
+            extra = {"obs": tuple(scatter(x) for x in obs)} if obs else {}
+            loss, stats = loss_fn(batch, policy, ref, counts, **extra)
             check_finite(loss, phase)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -574,11 +581,12 @@ def failure_loss(cfg: Config):
 
 
 def target_loss(cfg: Config, coefs: tuple):
-    """Step 6: loss = dpo_coef * DPO(a) + hn_coef * HN(b) + sft_coef * NLL(expert) + ff_coef * DPO(c)."""
+    """Step 6: loss = dpo_coef * DPO(a) + hn_coef * HN(b) + sft_coef * NLL(expert) + ff_coef * DPO(c), where
+    NLL(expert) covers the action tokens plus anchor_obs_coef times the observation tokens (`obs`, when given)."""
     dpo_coef, hn_coef, sft_coef, ff_coef = coefs
     hn_fn = losses.listwise_hard_negative_loss if cfg.listwise else losses.hard_negative_loss
 
-    def loss_fn(batch, policy, ref, counts):
+    def loss_fn(batch, policy, ref, counts, obs=None):
         dev, zero = policy.device, policy.sum() * 0
         e = torch.tensor([g["expert"] for g in batch], device=dev)
         a = [p for g in batch for p in g["a"]]
@@ -596,6 +604,8 @@ def target_loss(cfg: Config, coefs: tuple):
         cc, cr_ = (torch.tensor(x, device=dev, dtype=torch.long) for x in (zip(*c) if c else ([], [])))
         l_c, c_cr, c_rr = losses.dpo_loss(policy[cc], policy[cr_], ref[cc], ref[cr_], cfg.beta)
         l_sft = losses.nll_loss(policy[e], counts[e])
+        if obs is not None:  # the anchor fits the expert's observations too, as SFT did (deviation 7)
+            l_sft = l_sft + cfg.anchor_obs_coef * losses.nll_loss(obs[0][e], obs[1][e])
         mean = lambda x: x.mean() if x.numel() else zero  # a term with no pairs in this batch contributes 0
         loss = dpo_coef * mean(l_a) + hn_coef * mean(l_b[has_b]) + sft_coef * mean(l_sft) + ff_coef * mean(l_c)
         stats = {"loss": loss.item(), "nll": mean(l_sft).item(), **pair_stats("own", a_cr, a_rr),
@@ -630,7 +640,7 @@ def evaluate(cfg: Config, model, renderer, data: dict, label: str) -> dict:
     out = {}
     for split in ("test_seen", "test_unseen"):
         trajs = M.rollout(model, renderer, lambda: envs.make_env(cfg.env), data[split], temperature=0.0,
-                          device=cfg.device, progress=True, desc=f"{label} {split}")
+                          device=cfg.device, progress=True, desc=f"{label} {split.replace('test', cfg.eval_on)}")
         stats, rewards = exploration_stats(trajs), [t["reward"] for t in trajs]
         (reward, reward_ci), (success, success_ci) = mean_ci(rewards), mean_ci([float(t["success"]) for t in trajs])
         out[split] = {"reward": 100 * reward, "reward_ci": 100 * reward_ci, "success": success, "success_ci": success_ci,
@@ -786,7 +796,7 @@ def run_method(cfg: Config, method: str, run: RunDir, data: dict, renderer, sft_
         park(cfg, failure, "cpu")  # memory: on a GPU only the agent being updated stays there
         model_phase(run, f"{tag}/6_update_target", target, renderer, lambda: preference_update(
             cfg, target, renderer, pool, items, target_loss(cfg, coefs), cfg.target_lr, run, f"{tag}/6_update_target", ref_path,
-            pair_counts))
+            pair_counts, obs_coef=cfg.anchor_obs_coef if coefs[2] > 0 else 0.0))
         park(cfg, failure, cfg.device)
         # 7. Evaluate the target greedily on seen and unseen test tasks
         json_phase(run, f"{tag}/7_evaluate", lambda: logged(run, f"{tag}/7_evaluate", evaluate(
@@ -901,6 +911,9 @@ def paired_gaps(results: dict) -> dict:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["plot"]:  # python coevo.py plot RUN_DIR [--out DIR]: figures from a run's metrics
+        import plots
+        sys.exit(plots.main(sys.argv[2:]))
     config = parse_config()
     if config.resume:  # the saved configuration wins: a resumed run must be the same run
         if not os.path.isfile(os.path.join(config.resume, "config.json")):

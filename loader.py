@@ -1,5 +1,5 @@
 """loader.py: open checkpoints in the Hugging Face layout, loaded into our own model. One job, kept out of model.py
-(which is long enough); `model.load_pretrained` is the public entry point and calls `load_pretrained` here.
+(which is long enough). The dependency points one way: loader.py imports model.py, model.py never imports this.
 
 Loads a Hugging Face-layout folder of the Llama family (Llama 2/3.x, TinyLlama, SmolLM2, Mistral, Qwen2/2.5,
 Qwen3) into our own `Transformer`, whose parameter names are exactly the Hugging Face ones, so loading is a

@@ -1,7 +1,7 @@
 """model.py: a small Llama-family transformer and everything an agent needs around it, top to bottom:
 blocks, config, model, tokenizer and transcript rendering, batched multi-turn rollouts with a KV cache,
-action log-probs, checkpoint I/O, and at the very bottom `load_pretrained` for open checkpoints (its code is
-in loader.py).
+action log-probs, checkpoint I/O. Open Hugging Face checkpoints are loaded by loader.py, which imports this
+module (never the reverse: model.py imports nothing of the project).
 
 Tensor letters used in shape comments: B rows (episodes or sequences), T tokens fed in one call, S cached key
 positions, V vocabulary, D hidden size, H query heads, KV key/value heads, hd head dimension, N counted tokens.
@@ -691,16 +691,3 @@ def load_checkpoint(path, device="cpu") -> tuple:
     _copy_strict(model, tensors, path / "model.safetensors")
     dtype = getattr(torch, meta.get("torch_dtype") or meta.get("dtype") or "float32")
     return model.to(device=pick_device(str(device)), dtype=dtype).eval(), renderer
-
-
-# -----------------------------------------------------------------------------------------------------------
-# Loading open checkpoints (Hugging Face layout): load_pretrained(path, dtype, device) -> (model, renderer)
-# The code lives in loader.py (config translation, strict streamed safetensors, stop ids, open chat formats);
-# this is its public entry point, imported late because loader.py itself imports this module.
-def load_pretrained(path, dtype=torch.float32, device="cpu", chat_format=None) -> tuple:
-    """(model in eval mode, renderer) from a Hugging Face-layout folder of the Llama family (Llama 2/3.x,
-    SmolLM2, TinyLlama, Mistral, Qwen2/2.5, Qwen3): config.json, model.safetensors or shards, tokenizer.json.
-    chat_format: None detects it from the tokenizer (chatml, llama3, zephyr, mistral, base). `model(ids)` on
-    (B, T) ids gives (B, T, V) logits; V may exceed renderer.vocab_size (padded rows; rollout never samples them)."""
-    import loader
-    return loader.load_pretrained(path, dtype=dtype, device=device, chat_format=chat_format)

@@ -79,7 +79,7 @@ def test_two_coevolution_iterations_from_an_open_checkpoint(tmp_path, monkeypatc
         assert any(r["phase"] == f"coevo/{k}/3_update_failure" for r in records)
 
     # both agents' checkpoints reload with the checkpoint's own sizes and chat format (not the toy ones)
-    checkpoint, start_renderer = M.load_pretrained(FIXTURES / name)
+    checkpoint, start_renderer = loader.load_pretrained(FIXTURES / name)
     for agent in ("coevo_2_6_update_target", "coevo_2_3_update_failure", "sft_0_train"):
         model, renderer = M.load_checkpoint(run / "ckpt" / agent)
         # (config.json always spells head_dim out; the loader leaves it None when it is hidden_size // heads)

@@ -31,8 +31,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import model as M
-from loader import config_from_hf
-from model import load_pretrained  # the public entry point; its code is in loader.py
+from loader import config_from_hf, load_pretrained
 
 FIXTURES = Path(__file__).parent / "fixtures"
 NAMES = ["llama3", "llama3_oldcfg", "llama_tied", "qwen2", "qwen3", "mistral"]
