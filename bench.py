@@ -99,6 +99,57 @@ def naive_rollout(model, renderer, tasks, max_action_tokens, device):
     return messages
 
 
+@torch.no_grad()
+def transformers_rollout(hf_model, renderer, tasks, max_action_tokens):
+    """The same greedy episodes the way a transformers user writes them: one episode at a time, `generate` per
+    turn, the DynamicCache passed back in so that earlier turns are not recomputed, banned ids suppressed and the
+    action closed by its end token when it hits the token cap (what model.rollout does)."""
+    import transformers
+    from transformers import DynamicCache
+    cache_arg = "cache" if int(transformers.__version__.split(".")[0]) >= 5 else "past_key_values"  # renamed in v5
+    out_messages = []
+    for task in tasks:
+        env = CountEnv()
+        obs = env.reset(task)
+        ids, messages, cache, done = renderer.encode_observation(obs, first=True), [obs], DynamicCache(), False
+        while not done:
+            out = hf_model.generate(torch.tensor([ids]), **{cache_arg: cache}, max_new_tokens=max_action_tokens,
+                                    do_sample=False, eos_token_id=sorted(renderer.stop_ids), pad_token_id=renderer.pad_id,
+                                    suppress_tokens=renderer.banned_ids or None, return_dict_in_generate=True)
+            action = out.sequences[0, len(ids):].tolist()
+            cache = getattr(out, cache_arg, None) or cache  # the same DynamicCache, grown by this turn
+            if not action or action[-1] not in renderer.stop_ids:
+                action.append(renderer.action_end_id)  # the cap: close the action as model.rollout forces it
+            text = renderer.decode_action(action)
+            obs, _, done, _ = env.step(text)
+            messages += [text, obs]
+            ids = ids + action + ([] if done else renderer.encode_observation(obs))
+        out_messages.append(messages)
+    return out_messages
+
+
+def versus_transformers(model, renderer, tasks, max_action_tokens, batch_size, device):
+    """Our batched cached rollout vs transformers' generate loop, same weights (our checkpoint loads as
+    LlamaForCausalLM), same episodes: tokens/s of each, their ratio, and whether the greedy actions agree."""
+    try:
+        import transformers
+    except ImportError:
+        print("rollout  (vs transformers): skipped, transformers is not installed (pip install transformers)")
+        return
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        M.save_checkpoint(d, model, renderer)
+        hf = transformers.AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32).to(device).eval()
+    run = lambda: M.rollout(model, renderer, CountEnv, tasks, batch_size=batch_size, max_action_tokens=max_action_tokens)
+    ours, t_ours = timed(run, device)
+    theirs, t_theirs = timed(lambda: transformers_rollout(hf, renderer, tasks, max_action_tokens), device)
+    gen = sum(len(lp) for t in ours for lp in t["action_logps"])
+    same = sum(a["messages"] == b for a, b in zip(ours, theirs))
+    print(f"rollout  (ours vs transformers {transformers.__version__} generate + DynamicCache, {len(tasks)} episodes): "
+          f"ours {gen / t_ours:8.0f} tokens/s ({t_ours:.2f} s), transformers {gen / t_theirs:8.0f} tokens/s "
+          f"({t_theirs:.2f} s): {t_theirs / t_ours:.1f}x; identical greedy episodes {same}/{len(tasks)}")
+
+
 def matmul_peak(device, dtype, n):
     """Best of a few n x n matmuls: the FLOP/s this machine's BLAS reaches on an ideal problem."""
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
@@ -151,6 +202,10 @@ def reading(run_dir: str, ckpt: str, n: int, device) -> None:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("mode", nargs="?", default="all", choices=["all", "rollout", "dpo", "loop"],
+                   help="all (default): rollout and training figures; rollout: ours vs transformers; dpo: one DPO "
+                        "update, ours vs TRL; loop: seconds per phase of a run (give --run)")
+    p.add_argument("--run", default="runs/shop-compare-seed0", help="loop: the run directory to read")
     p.add_argument("--device", default="cpu", help="cpu | cuda")
     p.add_argument("--batch-size", type=int, default=64, help="episodes decoded at once in the rollout benchmark")
     p.add_argument("--naive-episodes", type=int, default=16, help="episodes for the cached-vs-naive comparison")
@@ -194,6 +249,10 @@ def main():
     same = sum(c["messages"] == n for c, n in zip(cached, naive))
     print(f"rollout  (naive vs cached, {len(few)} episodes): naive {t_naive:.2f} s, cached {t_cached:.2f} s, "
           f"speed-up {t_naive / t_cached:.1f}x; identical trajectories {same}/{len(few)}")
+    if args.mode in ("all", "rollout"):
+        versus_transformers(model, renderer, tasks, args.action_tokens, args.batch_size, device)
+    if args.mode == "rollout":
+        return
 
     # 3. training throughput and model FLOP utilisation against a measured matmul peak
     seq_len = cfg.max_position_embeddings // 2

@@ -6,6 +6,8 @@
     python coevo.py --resume runs/<name>             # continue a killed run after its last finished phase
     python coevo.py plot runs/<name>                 # PNGs of a run's metrics (needs matplotlib; plots.py)
 
+Read top to bottom: the config, then the algorithm (`main`, `run_method`), then one function per step, then data,
+reports and the command line. Run directories (resume) and the tables' statistics are in runs.py.
 The loop in `run_method` is the algorithm box of docs/coevo.md (from METHOD.md), with the step number on each line:
   0. SFT both agents on the expert trajectories
   for k in 1..K:
@@ -27,14 +29,12 @@ Deviations from, and interpretations of, the paper (its equations and hyper-para
 """
 import argparse
 import dataclasses
-import hashlib
 import inspect
 import json
 import math
 import os
 import random
 import re
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -46,6 +46,8 @@ import envs
 import loader
 import losses
 import model as M
+from runs import (HEADER, METRICS, RunDir, final_evaluations, json_phase, mean_ci, mean_std, model_phase,
+                  paired_gaps, per_task, phase_seed, results_table)
 
 
 # -----------------------------------------------------------------------------------------------------------
@@ -119,220 +121,101 @@ PRESETS = {
 METHODS = ("sft", "eto", "coevo", "compare")
 
 
-def parse_config(argv=None) -> Config:
-    """argparse generated from Config: one flag per field (dashes), help from the field's comment."""
-    helps = {k: v.replace("%", "%%") for k, v in  # argparse formats help strings with %
-             re.findall(r"^\s+(\w+): [^=]+= .*?#\s*(.*)$", inspect.getsource(Config), re.M)}
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    for f in dataclasses.fields(Config):
-        flag, kind = "--" + f.name.replace("_", "-"), type(f.default)
-        if kind is bool:
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=helps.get(f.name))
-        else:
-            p.add_argument(flag, type=kind, default=argparse.SUPPRESS, metavar=kind.__name__.upper(), help=helps.get(f.name, "") + f" (default: {f.default})")
-    p.add_argument("--compare", action="store_const", const="compare", dest="method", default=argparse.SUPPRESS,
-                   help="same as --method compare")
-    given = vars(p.parse_args(argv))
-    preset = given.get("preset", "")
-    if preset and preset not in PRESETS:
-        sys.exit(f"coevo: unknown --preset {preset!r}; choose from {sorted(PRESETS)}")
-    return Config(**{**PRESETS.get(preset, {}), **given})
-
-
-def check_config(cfg: Config) -> None:
-    """Every bad setting gets a clear message before any work starts."""
-    problems = []
-    if cfg.method not in METHODS: problems.append(f"--method {cfg.method!r} is not one of {METHODS}")
-    if cfg.eval_on not in ("test", "valid"): problems.append(f"--eval-on {cfg.eval_on!r} is not test or valid")
-    if cfg.env not in envs.ENV_NAMES: problems.append(f"--env {cfg.env!r} is not one of {envs.ENV_NAMES}")
-    if cfg.failure_agent not in ("coevo", "frozen", "positive"): problems.append(f"--failure-agent {cfg.failure_agent!r} is not coevo, frozen or positive")
-    if cfg.reference not in ("iteration", "sft"): problems.append(f"--reference {cfg.reference!r} is not iteration or sft")
-    if not 0 < cfg.n_expert <= cfg.n_train: problems.append(f"--n-expert {cfg.n_expert} must be in 1..n_train ({cfg.n_train})")
-    if cfg.n_test < 1: problems.append(f"--n-test {cfg.n_test} must be at least 1")
-    for name in ("target_temperature", "failure_temperature"):
-        if not 0 <= getattr(cfg, name) <= 5: problems.append(f"--{name.replace('_', '-')} {getattr(cfg, name)} must be in [0, 5]")
-    if not 0 < cfg.top_p <= 1: problems.append(f"--top-p {cfg.top_p} must be in (0, 1]")
-    for name in ("dpo_coef", "hn_coef", "sft_coef", "ff_coef", "failure_sft_coef", "sft_obs_coef", "anchor_obs_coef"):
-        if not 0 <= getattr(cfg, name) <= 100: problems.append(f"--{name.replace('_', '-')} {getattr(cfg, name)} must be in [0, 100]")
-    for name in ("failure_min_gap", "hn_threshold"):  # rewards lie in [0, 1]: above 1 nothing would ever qualify
-        if not 0 <= getattr(cfg, name) < 1: problems.append(f"--{name.replace('_', '-')} {getattr(cfg, name)} must be in [0, 1)")
-    for name in ("beta", "sft_lr", "target_lr", "failure_lr"):
-        if not getattr(cfg, name) > 0: problems.append(f"--{name.replace('_', '-')} must be > 0")
-    for name in ("iterations", "batch_size", "hidden_size", "layers", "heads", "context"):
-        if getattr(cfg, name) < 1: problems.append(f"--{name.replace('_', '-')} must be at least 1")
-    if cfg.ff_coef > 0 and cfg.target_samples < 1:  # one greedy rollout per task: at most one failure, no pair
-        problems.append(f"--ff-coef {cfg.ff_coef} needs --target-samples >= 1 (failure-vs-failure pairs are two of the "
-                        "target's failures on one task; its greedy rollout alone gives at most one)")
-    if cfg.failure_samples < 1 and cfg.method in ("coevo", "compare"): problems.append("--failure-samples must be at least 1 for co-evolution")
-    if cfg.init_from and not os.path.isdir(cfg.init_from): problems.append(f"--init-from {cfg.init_from!r} is not a directory")
-    if problems:
-        raise SystemExit("coevo: bad configuration:\n  " + "\n  ".join(problems))
-
-
 # -----------------------------------------------------------------------------------------------------------
-# The run directory: config.json, metrics.jsonl, state.json (finished phases), per-phase outputs, a lock.
-# A phase's outputs are written first, then its metrics, then its name into state.json (each write atomic), so a
-# run killed anywhere resumes after the last finished phase; every phase seeds itself from (seed, phase name),
-# which is why a resumed run ends with exactly the numbers of an uninterrupted one.
-class RunDir:
-    def __init__(self, path: str, cfg: Config, resume: bool):
-        self.path, self.cfg = path, cfg
-        if resume and not os.path.isfile(os.path.join(path, "state.json")):
-            raise SystemExit(f"coevo: --resume {path!r} is not a run directory (no state.json in it)")
-        if not resume and os.path.exists(os.path.join(path, "state.json")):
-            raise SystemExit(f"coevo: {path!r} already holds a run; use --resume {path} or another --name")
-        os.makedirs(path, exist_ok=True)
-        self._lock()
-        self.done = json.load(open(os.path.join(path, "state.json")))["done"] if resume else []
-        self.pending = []  # metric records of the phase in progress
-        self.clock = time.time()  # when the phase in progress started (its summary line shows the seconds)
-        # drop metric records of phases that never finished (a kill between the two writes)
-        records = [json.loads(l) for l in open(self.file("metrics.jsonl"))] if os.path.exists(self.file("metrics.jsonl")) else []
-        self._write(self.file("metrics.jsonl"), "".join(json.dumps(r) + "\n" for r in records if r["phase"] in self.done))
-        self._write(self.file("config.json"), json.dumps(dataclasses.asdict(cfg), indent=1))
-        self._write(self.file("state.json"), json.dumps({"done": self.done}))
-
-    def _lock(self):
-        lock = self.file(".lock")
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            text = open(lock).read().strip()
-            pid = int(text) if text.isdigit() else 0  # an empty or garbled lock counts as stale
-            if pid and pid_alive(pid):
-                raise SystemExit(f"coevo: another process (pid {pid}) is writing into {self.path}; "
-                                 f"wait for it or stop it (remove {lock} only if that process is gone)")
-            os.remove(lock)  # stale lock of a killed run
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        os.write(fd, str(os.getpid()).encode()), os.close(fd)
-
-    def release(self):
-        if os.path.exists(self.file(".lock")) and open(self.file(".lock")).read().strip() == str(os.getpid()):
-            os.remove(self.file(".lock"))
-
-    def file(self, *parts) -> str:
-        return os.path.join(self.path, *parts)
-
-    @staticmethod
-    def _write(path, text):
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(text), f.flush(), os.fsync(f.fileno())
-        os.replace(tmp, path)
-
-    def log(self, phase: str, **metrics):
-        self.pending.append({"phase": phase, **metrics})
-
-    def finish(self, phase: str):
-        """The phase's one summary line (its last metric record and wall time), then its records and its name."""
-        last = {k: v for k, v in (self.pending[-1] if self.pending else {}).items() if k != "phase"}
-        tqdm.write(f"[{phase}] {fmt(last)} ({time.time() - self.clock:.0f} s)")
-        with open(self.file("metrics.jsonl"), "a") as f:
-            f.write("".join(json.dumps(r) + "\n" for r in self.pending))
-        self.pending, self.clock = [], time.time()
-        self.done.append(phase)
-        self._write(self.file("state.json"), json.dumps({"done": self.done}))
-
-    def metrics(self) -> list[dict]:
-        return [json.loads(l) for l in open(self.file("metrics.jsonl"))]
-
-
-def pid_alive(pid: int) -> bool:
+# The algorithm: step 0 once, then steps 1-7 K times; each step is one function in the next section
+def main(cfg: Config) -> str:
+    """Step 0 once, then each method from the same SFT checkpoint; returns the results table."""
+    check_config(cfg)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    path = cfg.resume or os.path.join(cfg.out_dir, cfg.name or f"{cfg.env}-{cfg.method}-seed{cfg.seed}")
+    run, t0 = RunDir(path, cfg, resume=bool(cfg.resume)), time.time()
     try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
+        data = make_data(cfg)
+        renderer = build_renderer(cfg, data)
+        torch.manual_seed(phase_seed(cfg, "init"))
+        base = new_model(cfg, renderer)
+        print(f"coevo: {cfg.env}, evaluated on the {cfg.eval_on} splits, {len(data['train'])} train tasks ({len(data['experts'])} with experts), "
+              f"{sum(p.numel() for p in base.parameters()) / 1e6:.2f}M parameters, run dir {path}")
+        # 0. SFT: behaviour-clone the expert trajectories; both agents start here
+        model_phase(run, "sft/0_train", base, renderer, lambda: sft(cfg, base, renderer, data["experts"], run, "sft/0_train"))
+        json_phase(run, "sft/7_evaluate", lambda: logged(run, "sft/7_evaluate", evaluate(cfg, base, renderer, data, "sft eval")))
+        sft_path = run.file("ckpt", "sft_0_train")
+        del base  # every method reloads the SFT checkpoint; do not hold a third model
+        for method in ("eto", "coevo") if cfg.method == "compare" else [cfg.method] if cfg.method != "sft" else []:
+            run_method(cfg, method, run, data, renderer, sft_path)
+        table = results_table(final_evaluations(path)) + "\n\n" + exploration_note(run.metrics())
+        minutes = (time.time() - t0) / 60
+        RunDir._write(run.file("summary.md"), f"# {path}\n\n{table}\n\nAverage reward x100 and success % of greedy "
+                      f"decoding on {cfg.n_test} tasks per {cfg.eval_on} split, ± the half-width of the 95% interval over tasks; "
+                      f"'X - sft' rows: mean per-task difference on the same tasks [95% interval], * where it excludes "
+                      f"0. Wall time of this invocation: {minutes:.1f} min.\n")
+        print(f"\n{table}\n\n({minutes:.1f} min; details in {path}/metrics.jsonl, summary.md, transcripts.md)")
+        return table
+    finally:
+        run.release()
 
 
-def phase_seed(cfg: Config, phase: str) -> int:
-    """A seed per (run seed, phase): phases can be re-run alone and give the same numbers."""
-    return int(hashlib.sha256(f"{cfg.seed}/{phase}".encode()).hexdigest()[:8], 16)
-
-
-def json_phase(run: RunDir, phase: str, compute):
-    """Run `compute()` unless `phase` is finished; its JSON-able result is saved and reloaded on resume."""
-    path = run.file(phase.replace("/", "_") + ".json")
-    if phase in run.done:
-        return json.load(open(path))
-    torch.manual_seed(phase_seed(run.cfg, phase))
-    result = compute()
-    run._write(path, json.dumps(result))
-    run.finish(phase)
-    return result
-
-
-def model_phase(run: RunDir, phase: str, model, renderer, train) -> None:
-    """Train `model` in place with `train()` unless `phase` is finished; its checkpoint is the phase's output."""
-    path = run.file("ckpt", phase.replace("/", "_"))
-    if phase in run.done:
-        load_weights(model, path)
-        return
-    torch.manual_seed(phase_seed(run.cfg, phase))
-    train()
-    M.save_checkpoint(path, model, renderer)
-    run.finish(phase)
-
-
-def load_weights(model, path):
-    loaded, _ = M.load_checkpoint(path)
-    model.load_state_dict(loaded.state_dict())
-
-
-# -----------------------------------------------------------------------------------------------------------
-# Data and models
-def make_data(cfg: Config) -> dict:
-    """Tasks of every split, and the oracle's trajectory for the first n_expert training tasks (scarce e*). With
-    --eval-on valid, "test_seen" and "test_unseen" hold the validation splits' tasks (the rest is unchanged)."""
-    data = {split: envs.make_tasks(cfg.env, split.replace("test", cfg.eval_on), n, cfg.seed)
-            for split, n in (("train", cfg.n_train), ("test_seen", cfg.n_test), ("test_unseen", cfg.n_test))}
-    data["experts"] = [dict(envs.oracle(t), agent="expert") for t in data["train"][:cfg.n_expert]]
-    return data
-
-
-def build_renderer(cfg: Config, data: dict):
-    """The toy tokenizer is built from the environment's closed lexicon and the expert transcripts. With
-    --init-from the checkpoint's own tokenizer and chat format replace it (read without touching the weights)."""
-    if cfg.init_from:
-        return loader.renderer_from_hf(cfg.init_from, chat_format=cfg.chat_format or None)
-    texts = envs.lexicon(cfg.env) + [m for t in data["experts"] for m in t["messages"]]
-    return M.Renderer(M.build_tokenizer(texts))
-
-
-def new_model(cfg: Config, renderer):
-    """A fresh toy model sized by the model flags, or with --init-from the checkpoint's model: its config.json
-    decides every size (the toy flags are ignored). Weights are fp32 either way: they are the master copy that
-    AdamW updates, and on cuda the matmuls run in bf16 under `autocast` (docs/checkpoints.md: memory)."""
-    if cfg.init_from:
-        return loader.load_pretrained(cfg.init_from, device=cfg.device, chat_format=cfg.chat_format or None)[0]
-    mcfg = M.ModelConfig(vocab_size=renderer.vocab_size, hidden_size=cfg.hidden_size, num_hidden_layers=cfg.layers,
-                         num_attention_heads=cfg.heads, num_key_value_heads=max(1, cfg.heads // 2),
-                         intermediate_size=3 * cfg.hidden_size, max_position_embeddings=cfg.context)
-    return M.Transformer(mcfg).to(cfg.device)
-
-
-def park(cfg: Config, agent, where: str) -> None:
-    """Memory: only the agent being updated needs GPU room for its gradients and AdamW state (16 bytes a
-    parameter in all), so the idle agent waits in CPU memory (where="cpu") and comes back (where=cfg.device) for
-    exploration. On CPU, or with no second agent (ETO), nothing moves."""
-    if agent is not None and torch.device(cfg.device).type == "cuda":
-        agent.to(where)  # in place: parameters (and any gradients) move, the module object stays the same
-
-
-def autocast(cfg: Config):
-    return M.autocast(cfg.device)  # bf16 on GPU; log-softmax stays fp32 inside model.sequence_logps
-
-
-def check_finite(loss, phase: str):
-    if not torch.isfinite(loss):
-        raise SystemExit(f"coevo: non-finite loss in phase {phase}; stopping. The last good checkpoint is kept; "
-                         f"lower the learning rate or beta and --resume.")
+def run_method(cfg: Config, method: str, run: RunDir, data: dict, renderer, sft_path: str) -> None:
+    """Steps 1-7 for ETO or co-evolution, K times, starting both agents from the SFT checkpoint."""
+    target = M.load_checkpoint(sft_path, device=cfg.device)[0]
+    failure = M.load_checkpoint(sft_path, device=cfg.device)[0] if method == "coevo" else None
+    experts, tasks = data["experts"], [e["task"] for e in data["experts"]]
+    # ETO explores where it can pair with e*; co-evolution also explores tasks without one, for failure pairs
+    explored = data["train"][:max(cfg.explore_tasks, cfg.n_expert)] if method == "coevo" else tasks
+    greedy = lambda trajs: trajs[:len(explored)]  # explore() returns the greedy rollouts first, one per task
+    own = []  # the target's rollouts of the previous iteration
+    for k in range(1, cfg.iterations + 1):
+        tag = f"{method}/{k}"
+        ref_path = sft_path if cfg.reference == "sft" else ""
+        # 1. Explore: the target (greedy + optional samples) and the failure agent (samples) on the explored tasks
+        def explore_target():  # from iteration 2 on, also what changed task by task since the last iteration
+            trajs = explore(cfg, target, renderer, explored, cfg.target_samples, cfg.target_temperature,
+                            phase_seed(cfg, f"{tag}/1t"), "target", greedy_too=True)
+            churn = greedy_churn(greedy(own), greedy(trajs)) if own else {}
+            return logged(run, f"{tag}/1_explore_target", trajs, **churn)
+        own = json_phase(run, f"{tag}/1_explore_target", explore_target)
+        hard = []
+        if method == "coevo":
+            fails = json_phase(run, f"{tag}/1_explore_failure", lambda: logged(run, f"{tag}/1_explore_failure", explore(
+                cfg, failure, renderer, explored, cfg.failure_samples, cfg.failure_temperature, phase_seed(cfg, f"{tag}/1f"), "failure")))
+            if cfg.failure_agent != "frozen":  # frozen: hard negatives come from the untrained SFT model
+                # 2. Failure-agent pairs from both agents' failures on the same task (positive: successes too)
+                pairs = build_failure_pairs(own, fails, cfg.failure_min_gap, cfg.failure_within_agent,
+                                            keep_successes=cfg.failure_agent == "positive")
+                # 3. Update the failure agent with DPO on those pairs (reference: itself before the update)
+                pool, items = to_pool(pairs, "pairs")
+                report_pairs(tag, {"failure_pairs": len(pairs)}, wanted={"failure_pairs": True})
+                park(cfg, target, "cpu")  # memory: on a GPU only the agent being updated stays there
+                model_phase(run, f"{tag}/3_update_failure", failure, renderer, lambda: preference_update(
+                    cfg, failure, renderer, pool, items, failure_loss(cfg), cfg.failure_lr, run, f"{tag}/3_update_failure",
+                    ref_path))
+                park(cfg, target, cfg.device)
+            # 4. Hard negatives: failures sampled from the updated failure agent
+            hard = fails if not cfg.regenerate_hard_negatives else json_phase(
+                run, f"{tag}/4_hard_negatives", lambda: logged(run, f"{tag}/4_hard_negatives", explore(
+                    cfg, failure, renderer, tasks, cfg.failure_samples, cfg.failure_temperature, phase_seed(cfg, f"{tag}/4"), "failure")))
+        # 5. Target pairs: (a) expert vs own failure, (b) expert vs hard negative, (c) failure vs failure
+        groups = build_target_groups(cfg, experts, own, hard, method)
+        if method == "coevo":
+            write_transcripts(run.file("transcripts.md"), groups)
+        # 6. Update the target: ETO is pure DPO on (a); co-evolution weighs every term by its coefficient
+        coefs = (1.0, 0.0, 0.0, 0.0) if method == "eto" else (cfg.dpo_coef, cfg.hn_coef, cfg.sft_coef, cfg.ff_coef)
+        pool, items = to_pool(groups, "groups")
+        pair_counts = {f"{kind}_pairs": sum(len(g[key]) for g in groups) for kind, key in (("own", "a"), ("hard", "hard"), ("ff", "c"))}
+        report_pairs(tag, pair_counts, wanted={"own_pairs": coefs[0] > 0, "hard_pairs": coefs[1] > 0, "ff_pairs": coefs[3] > 0})
+        park(cfg, failure, "cpu")  # memory: on a GPU only the agent being updated stays there
+        model_phase(run, f"{tag}/6_update_target", target, renderer, lambda: preference_update(
+            cfg, target, renderer, pool, items, target_loss(cfg, coefs), cfg.target_lr, run, f"{tag}/6_update_target", ref_path,
+            pair_counts, obs_coef=cfg.anchor_obs_coef if coefs[2] > 0 else 0.0))
+        park(cfg, failure, cfg.device)
+        # 7. Evaluate the target greedily on seen and unseen test tasks
+        json_phase(run, f"{tag}/7_evaluate", lambda: logged(run, f"{tag}/7_evaluate", evaluate(
+            cfg, target, renderer, data, f"{tag} eval")))
 
 
 # -----------------------------------------------------------------------------------------------------------
-# Phase functions
+# The steps: 0 SFT, 1 explore, 2 and 5 pairs, 3 and 6 preference updates and their losses, 7 evaluate
 def sft(cfg: Config, model, renderer, experts: list, run: RunDir, phase: str) -> None:
     """Step 0: behaviour cloning, NLL of the expert's action tokens only (observations are context, not targets)."""
     seqs = [renderer.render(t["messages"]) for t in experts]
@@ -661,148 +544,57 @@ def expert_nll(cfg: Config, model, renderer, trajs: list) -> float:
 
 
 # -----------------------------------------------------------------------------------------------------------
-# Reports
-def write_transcripts(path: str, groups: list, n: int = 3) -> None:
-    """transcripts.md: expert, target failure and hard negative on the same training task, side by side."""
-    rows = ["# Expert vs the target's failure vs the failure agent's hard negative\n"]
-    picked = [g for g in groups if g["a"] and g["hard"]][:n]
-    for g in picked:
-        e, f, h = g["expert"], g["a"][0][1], max(g["hard"], key=lambda t: t["reward"])
-        rows.append(f"## {e['task']['id']}\n\n{e['messages'][0]}\n")
-        rows.append(f"| turn | expert (r={e['reward']:.2f}) | target failure (r={f['reward']:.2f}) | hard negative (r={h['reward']:.2f}) |")
-        rows.append("|---|---|---|---|")
-        for i in range(max(len(t["messages"]) // 2 for t in (e, f, h))):
-            cell = lambda t: t["messages"][2 * i + 1].replace("|", "\\|") if 2 * i + 1 < len(t["messages"]) else ""
-            rows.append(f"| {i + 1} | {cell(e)} | {cell(f)} | {cell(h)} |")
-        rows.append("")
-    if not picked:
-        rows.append("(no training task had both a target failure and a hard negative in this iteration)")
-    RunDir._write(path, "\n".join(rows) + "\n")
+# Data and models
+def make_data(cfg: Config) -> dict:
+    """Tasks of every split, and the oracle's trajectory for the first n_expert training tasks (scarce e*). With
+    --eval-on valid, "test_seen" and "test_unseen" hold the validation splits' tasks (the rest is unchanged)."""
+    data = {split: envs.make_tasks(cfg.env, split.replace("test", cfg.eval_on), n, cfg.seed)
+            for split, n in (("train", cfg.n_train), ("test_seen", cfg.n_test), ("test_unseen", cfg.n_test))}
+    data["experts"] = [dict(envs.oracle(t), agent="expert") for t in data["train"][:cfg.n_expert]]
+    return data
 
 
-T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-       2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+def build_renderer(cfg: Config, data: dict):
+    """The toy tokenizer is built from the environment's closed lexicon and the expert transcripts. With
+    --init-from the checkpoint's own tokenizer and chat format replace it (read without touching the weights)."""
+    if cfg.init_from:
+        return loader.renderer_from_hf(cfg.init_from, chat_format=cfg.chat_format or None)
+    texts = envs.lexicon(cfg.env) + [m for t in data["experts"] for m in t["messages"]]
+    return M.Renderer(M.build_tokenizer(texts))
 
 
-def t95(df: int) -> float:
-    """Two-sided 95% quantile of Student's t with df degrees of freedom (table to 30, then 1.96 + 2.4 / df,
-    within 0.001 of the exact value)."""
-    return T95[df - 1] if df <= len(T95) else 1.96 + 2.4 / df
+def new_model(cfg: Config, renderer):
+    """A fresh toy model sized by the model flags, or with --init-from the checkpoint's model: its config.json
+    decides every size (the toy flags are ignored). Weights are fp32 either way: they are the master copy that
+    AdamW updates, and on cuda the matmuls run in bf16 under `autocast` (docs/checkpoints.md: memory)."""
+    if cfg.init_from:
+        return loader.load_pretrained(cfg.init_from, device=cfg.device, chat_format=cfg.chat_format or None)[0]
+    mcfg = M.ModelConfig(vocab_size=renderer.vocab_size, hidden_size=cfg.hidden_size, num_hidden_layers=cfg.layers,
+                         num_attention_heads=cfg.heads, num_key_value_heads=max(1, cfg.heads // 2),
+                         intermediate_size=3 * cfg.hidden_size, max_position_embeddings=cfg.context)
+    return M.Transformer(mcfg).to(cfg.device)
 
 
-def mean_ci(xs) -> tuple:
-    """(mean, half-width of its 95% t-interval). One value has no spread: the half-width is nan."""
-    n = len(xs)
-    mean = sum(xs) / n
-    if n < 2:
-        return mean, float("nan")
-    sd = (sum((x - mean) ** 2 for x in xs) / (n - 1)) ** 0.5
-    return mean, t95(n - 1) * sd / n ** 0.5
+def park(cfg: Config, agent, where: str) -> None:
+    """Memory: only the agent being updated needs GPU room for its gradients and AdamW state (16 bytes a
+    parameter in all), so the idle agent waits in CPU memory (where="cpu") and comes back (where=cfg.device) for
+    exploration. On CPU, or with no second agent (ETO), nothing moves."""
+    if agent is not None and torch.device(cfg.device).type == "cuda":
+        agent.to(where)  # in place: parameters (and any gradients) move, the module object stays the same
 
 
-METRICS = (("test_seen", "reward", 1), ("test_unseen", "reward", 1), ("test_seen", "success", 100),
-           ("test_unseen", "success", 100))
-HEADER = "| method | seen reward | unseen reward | seen success % | unseen success % |\n|---|---|---|---|---|"
+def autocast(cfg: Config):
+    return M.autocast(cfg.device)  # bf16 on GPU; log-softmax stays fp32 inside model.sequence_logps
 
 
-def final_evaluations(path: str) -> dict:
-    """method -> its last evaluation (sft's, then each method's after its last iteration), per-task rewards
-    included, read back from the run directory."""
-    last = {}
-    for r in (json.loads(l) for l in open(os.path.join(path, "metrics.jsonl"))):
-        if r["phase"].endswith("7_evaluate"):
-            last[r["phase"].split("/")[0]] = r["phase"]
-    return {m: json.load(open(os.path.join(path, phase.replace("/", "_") + ".json"))) for m, phase in last.items()}
-
-
-def per_task(ev: dict, split: str, metric: str) -> list:
-    """Per-task values of one metric (reward x100 or success 0/1) of an evaluation."""
-    return [100 * r if metric == "reward" else float(r == 1.0) for r in ev[split]["rewards"]]
-
-
-def results_table(evals: dict) -> str:
-    """Each method's final numbers with 95% intervals over the test tasks, then each method minus SFT on the
-    same tasks: the interval of the mean of per-task differences (a paired t-interval). Differences between
-    methods are far smaller than differences between tasks, so only the paired interval can show them."""
-    lines = [HEADER]
-    for m, ev in evals.items():
-        lines.append(f"| {m} | " + " | ".join(f"{v:.1f} ± {h:.1f}" for v, h in (
-            (s * c for c in mean_ci(per_task(ev, split, metric))) for split, metric, s in METRICS)) + " |")
-    for m, ev in evals.items():
-        if m != "sft" and "sft" in evals:
-            cells = []
-            for split, metric, scale in METRICS:  # success in % points, like its column
-                diff = [scale * (a - b) for a, b in zip(per_task(ev, split, metric), per_task(evals["sft"], split, metric))]
-                cells.append(fmt_interval(*mean_ci(diff)))
-            lines.append(f"| {m} - sft | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def fmt_interval(mean: float, half: float) -> str:
-    """'+1.2 [+0.3, +2.1]': a difference and its 95% interval; ' *' marks an interval that excludes 0."""
-    mark = " *" if half == half and (mean - half > 0 or mean + half < 0) else ""
-    return f"{mean:+.1f} [{mean - half:+.1f}, {mean + half:+.1f}]{mark}"
+def check_finite(loss, phase: str):
+    if not torch.isfinite(loss):
+        raise SystemExit(f"coevo: non-finite loss in phase {phase}; stopping. The last good checkpoint is kept; "
+                         f"lower the learning rate or beta and --resume.")
 
 
 # -----------------------------------------------------------------------------------------------------------
-def run_method(cfg: Config, method: str, run: RunDir, data: dict, renderer, sft_path: str) -> None:
-    """Steps 1-7 for ETO or co-evolution, K times, starting both agents from the SFT checkpoint."""
-    target = M.load_checkpoint(sft_path, device=cfg.device)[0]
-    failure = M.load_checkpoint(sft_path, device=cfg.device)[0] if method == "coevo" else None
-    experts, tasks = data["experts"], [e["task"] for e in data["experts"]]
-    # ETO explores where it can pair with e*; co-evolution also explores tasks without one, for failure pairs
-    explored = data["train"][:max(cfg.explore_tasks, cfg.n_expert)] if method == "coevo" else tasks
-    greedy = lambda trajs: trajs[:len(explored)]  # explore() returns the greedy rollouts first, one per task
-    own = []  # the target's rollouts of the previous iteration
-    for k in range(1, cfg.iterations + 1):
-        tag = f"{method}/{k}"
-        ref_path = sft_path if cfg.reference == "sft" else ""
-        # 1. Explore: the target (greedy + optional samples) and the failure agent (samples) on the explored tasks
-        def explore_target():  # from iteration 2 on, also what changed task by task since the last iteration
-            trajs = explore(cfg, target, renderer, explored, cfg.target_samples, cfg.target_temperature,
-                            phase_seed(cfg, f"{tag}/1t"), "target", greedy_too=True)
-            churn = greedy_churn(greedy(own), greedy(trajs)) if own else {}
-            return logged(run, f"{tag}/1_explore_target", trajs, **churn)
-        own = json_phase(run, f"{tag}/1_explore_target", explore_target)
-        hard = []
-        if method == "coevo":
-            fails = json_phase(run, f"{tag}/1_explore_failure", lambda: logged(run, f"{tag}/1_explore_failure", explore(
-                cfg, failure, renderer, explored, cfg.failure_samples, cfg.failure_temperature, phase_seed(cfg, f"{tag}/1f"), "failure")))
-            if cfg.failure_agent != "frozen":  # frozen: hard negatives come from the untrained SFT model
-                # 2. Failure-agent pairs from both agents' failures on the same task (positive: successes too)
-                pairs = build_failure_pairs(own, fails, cfg.failure_min_gap, cfg.failure_within_agent,
-                                            keep_successes=cfg.failure_agent == "positive")
-                # 3. Update the failure agent with DPO on those pairs (reference: itself before the update)
-                pool, items = to_pool(pairs, "pairs")
-                report_pairs(tag, {"failure_pairs": len(pairs)}, wanted={"failure_pairs": True})
-                park(cfg, target, "cpu")  # memory: on a GPU only the agent being updated stays there
-                model_phase(run, f"{tag}/3_update_failure", failure, renderer, lambda: preference_update(
-                    cfg, failure, renderer, pool, items, failure_loss(cfg), cfg.failure_lr, run, f"{tag}/3_update_failure",
-                    ref_path))
-                park(cfg, target, cfg.device)
-            # 4. Hard negatives: failures sampled from the updated failure agent
-            hard = fails if not cfg.regenerate_hard_negatives else json_phase(
-                run, f"{tag}/4_hard_negatives", lambda: logged(run, f"{tag}/4_hard_negatives", explore(
-                    cfg, failure, renderer, tasks, cfg.failure_samples, cfg.failure_temperature, phase_seed(cfg, f"{tag}/4"), "failure")))
-        # 5. Target pairs: (a) expert vs own failure, (b) expert vs hard negative, (c) failure vs failure
-        groups = build_target_groups(cfg, experts, own, hard, method)
-        if method == "coevo":
-            write_transcripts(run.file("transcripts.md"), groups)
-        # 6. Update the target: ETO is pure DPO on (a); co-evolution weighs every term by its coefficient
-        coefs = (1.0, 0.0, 0.0, 0.0) if method == "eto" else (cfg.dpo_coef, cfg.hn_coef, cfg.sft_coef, cfg.ff_coef)
-        pool, items = to_pool(groups, "groups")
-        pair_counts = {f"{kind}_pairs": sum(len(g[key]) for g in groups) for kind, key in (("own", "a"), ("hard", "hard"), ("ff", "c"))}
-        report_pairs(tag, pair_counts, wanted={"own_pairs": coefs[0] > 0, "hard_pairs": coefs[1] > 0, "ff_pairs": coefs[3] > 0})
-        park(cfg, failure, "cpu")  # memory: on a GPU only the agent being updated stays there
-        model_phase(run, f"{tag}/6_update_target", target, renderer, lambda: preference_update(
-            cfg, target, renderer, pool, items, target_loss(cfg, coefs), cfg.target_lr, run, f"{tag}/6_update_target", ref_path,
-            pair_counts, obs_coef=cfg.anchor_obs_coef if coefs[2] > 0 else 0.0))
-        park(cfg, failure, cfg.device)
-        # 7. Evaluate the target greedily on seen and unseen test tasks
-        json_phase(run, f"{tag}/7_evaluate", lambda: logged(run, f"{tag}/7_evaluate", evaluate(
-            cfg, target, renderer, data, f"{tag} eval")))
-
-
+# Reports and seeds (run directories and the statistics are in runs.py)
 def report_pairs(tag: str, counts: dict, wanted: dict) -> None:
     """Print how many pairs of each kind an update gets, and warn when a kind its loss uses has none: that term
     then teaches nothing this iteration (e.g. SFT solves every explored task, so ETO has no failures to pair)."""
@@ -822,46 +614,6 @@ def logged(run: RunDir, phase: str, result, **extra):
     return result
 
 
-def fmt(record: dict) -> str:
-    """One readable line: floats to 3 decimals, nested dicts (evaluation splits) in braces, lists left out."""
-    def one(v):
-        return f"{v:.3f}" if isinstance(v, float) else "{" + fmt(v) + "}" if isinstance(v, dict) else f"{v}"
-    return ", ".join(f"{k}={one(v)}" for k, v in record.items() if not isinstance(v, list))
-
-
-def main(cfg: Config) -> str:
-    """Step 0 once, then each method from the same SFT checkpoint; returns the results table."""
-    check_config(cfg)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    path = cfg.resume or os.path.join(cfg.out_dir, cfg.name or f"{cfg.env}-{cfg.method}-seed{cfg.seed}")
-    run, t0 = RunDir(path, cfg, resume=bool(cfg.resume)), time.time()
-    try:
-        data = make_data(cfg)
-        renderer = build_renderer(cfg, data)
-        torch.manual_seed(phase_seed(cfg, "init"))
-        base = new_model(cfg, renderer)
-        print(f"coevo: {cfg.env}, evaluated on the {cfg.eval_on} splits, {len(data['train'])} train tasks ({len(data['experts'])} with experts), "
-              f"{sum(p.numel() for p in base.parameters()) / 1e6:.2f}M parameters, run dir {path}")
-        # 0. SFT: behaviour-clone the expert trajectories; both agents start here
-        model_phase(run, "sft/0_train", base, renderer, lambda: sft(cfg, base, renderer, data["experts"], run, "sft/0_train"))
-        json_phase(run, "sft/7_evaluate", lambda: logged(run, "sft/7_evaluate", evaluate(cfg, base, renderer, data, "sft eval")))
-        sft_path = run.file("ckpt", "sft_0_train")
-        del base  # every method reloads the SFT checkpoint; do not hold a third model
-        for method in ("eto", "coevo") if cfg.method == "compare" else [cfg.method] if cfg.method != "sft" else []:
-            run_method(cfg, method, run, data, renderer, sft_path)
-        table = results_table(final_evaluations(path)) + "\n\n" + exploration_note(run.metrics())
-        minutes = (time.time() - t0) / 60
-        RunDir._write(run.file("summary.md"), f"# {path}\n\n{table}\n\nAverage reward x100 and success % of greedy "
-                      f"decoding on {cfg.n_test} tasks per {cfg.eval_on} split, ± the half-width of the 95% interval over tasks; "
-                      f"'X - sft' rows: mean per-task difference on the same tasks [95% interval], * where it excludes "
-                      f"0. Wall time of this invocation: {minutes:.1f} min.\n")
-        print(f"\n{table}\n\n({minutes:.1f} min; details in {path}/metrics.jsonl, summary.md, transcripts.md)")
-        return table
-    finally:
-        run.release()
-
-
 def exploration_note(records: list) -> str:
     """What SFT left to learn from: its greedy success on the tasks each method explores (iteration 1), and the
     pairs each update had (a preference step with no pairs cannot move the agent)."""
@@ -876,10 +628,22 @@ def exploration_note(records: list) -> str:
     return "\n".join(out)
 
 
-def mean_std(xs) -> str:
-    """'mean ± sample standard deviation' (n - 1 in the denominator: a few seeds are a sample, not the population)."""
-    mean = sum(xs) / len(xs)
-    return f"{mean:.1f} ± {(sum((x - mean) ** 2 for x in xs) / max(1, len(xs) - 1)) ** 0.5:.1f}"
+def write_transcripts(path: str, groups: list, n: int = 3) -> None:
+    """transcripts.md: expert, target failure and hard negative on the same training task, side by side."""
+    rows = ["# Expert vs the target's failure vs the failure agent's hard negative\n"]
+    picked = [g for g in groups if g["a"] and g["hard"]][:n]
+    for g in picked:
+        e, f, h = g["expert"], g["a"][0][1], max(g["hard"], key=lambda t: t["reward"])
+        rows.append(f"## {e['task']['id']}\n\n{e['messages'][0]}\n")
+        rows.append(f"| turn | expert (r={e['reward']:.2f}) | target failure (r={f['reward']:.2f}) | hard negative (r={h['reward']:.2f}) |")
+        rows.append("|---|---|---|---|")
+        for i in range(max(len(t["messages"]) // 2 for t in (e, f, h))):
+            cell = lambda t: t["messages"][2 * i + 1].replace("|", "\\|") if 2 * i + 1 < len(t["messages"]) else ""
+            rows.append(f"| {i + 1} | {cell(e)} | {cell(f)} | {cell(h)} |")
+        rows.append("")
+    if not picked:
+        rows.append("(no training task had both a target failure and a hard negative in this iteration)")
+    RunDir._write(path, "\n".join(rows) + "\n")
 
 
 def sweep(cfg: Config) -> None:
@@ -902,12 +666,56 @@ def sweep(cfg: Config) -> None:
             print(f"| {m} - sft | " + " | ".join(cell(c) for c in zip(*rows)) + " |")
 
 
-def paired_gaps(results: dict) -> dict:
-    """Each method's numbers minus SFT's on the same seed. Seeds differ by far more than the methods do (other
-    tasks, other initialisation), so a method's effect is read from these paired differences, not from the
-    overlap of two mean ± std columns."""
-    return {m: [[a - b for a, b in zip(row, base)] for row, base in zip(rows, results["sft"])]
-            for m, rows in results.items() if m != "sft"}
+# -----------------------------------------------------------------------------------------------------------
+# Command line
+def parse_config(argv=None) -> Config:
+    """argparse generated from Config: one flag per field (dashes), help from the field's comment."""
+    helps = {k: v.replace("%", "%%") for k, v in  # argparse formats help strings with %
+             re.findall(r"^\s+(\w+): [^=]+= .*?#\s*(.*)$", inspect.getsource(Config), re.M)}
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    for f in dataclasses.fields(Config):
+        flag, kind = "--" + f.name.replace("_", "-"), type(f.default)
+        if kind is bool:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=helps.get(f.name))
+        else:
+            p.add_argument(flag, type=kind, default=argparse.SUPPRESS, metavar=kind.__name__.upper(), help=helps.get(f.name, "") + f" (default: {f.default})")
+    p.add_argument("--compare", action="store_const", const="compare", dest="method", default=argparse.SUPPRESS,
+                   help="same as --method compare")
+    given = vars(p.parse_args(argv))
+    preset = given.get("preset", "")
+    if preset and preset not in PRESETS:
+        sys.exit(f"coevo: unknown --preset {preset!r}; choose from {sorted(PRESETS)}")
+    return Config(**{**PRESETS.get(preset, {}), **given})
+
+
+def check_config(cfg: Config) -> None:
+    """Every bad setting gets a clear message before any work starts."""
+    problems = []
+    if cfg.method not in METHODS: problems.append(f"--method {cfg.method!r} is not one of {METHODS}")
+    if cfg.eval_on not in ("test", "valid"): problems.append(f"--eval-on {cfg.eval_on!r} is not test or valid")
+    if cfg.env not in envs.ENV_NAMES: problems.append(f"--env {cfg.env!r} is not one of {envs.ENV_NAMES}")
+    if cfg.failure_agent not in ("coevo", "frozen", "positive"): problems.append(f"--failure-agent {cfg.failure_agent!r} is not coevo, frozen or positive")
+    if cfg.reference not in ("iteration", "sft"): problems.append(f"--reference {cfg.reference!r} is not iteration or sft")
+    if not 0 < cfg.n_expert <= cfg.n_train: problems.append(f"--n-expert {cfg.n_expert} must be in 1..n_train ({cfg.n_train})")
+    if cfg.n_test < 1: problems.append(f"--n-test {cfg.n_test} must be at least 1")
+    for name in ("target_temperature", "failure_temperature"):
+        if not 0 <= getattr(cfg, name) <= 5: problems.append(f"--{name.replace('_', '-')} {getattr(cfg, name)} must be in [0, 5]")
+    if not 0 < cfg.top_p <= 1: problems.append(f"--top-p {cfg.top_p} must be in (0, 1]")
+    for name in ("dpo_coef", "hn_coef", "sft_coef", "ff_coef", "failure_sft_coef", "sft_obs_coef", "anchor_obs_coef"):
+        if not 0 <= getattr(cfg, name) <= 100: problems.append(f"--{name.replace('_', '-')} {getattr(cfg, name)} must be in [0, 100]")
+    for name in ("failure_min_gap", "hn_threshold"):  # rewards lie in [0, 1]: above 1 nothing would ever qualify
+        if not 0 <= getattr(cfg, name) < 1: problems.append(f"--{name.replace('_', '-')} {getattr(cfg, name)} must be in [0, 1)")
+    for name in ("beta", "sft_lr", "target_lr", "failure_lr"):
+        if not getattr(cfg, name) > 0: problems.append(f"--{name.replace('_', '-')} must be > 0")
+    for name in ("iterations", "batch_size", "hidden_size", "layers", "heads", "context"):
+        if getattr(cfg, name) < 1: problems.append(f"--{name.replace('_', '-')} must be at least 1")
+    if cfg.ff_coef > 0 and cfg.target_samples < 1:  # one greedy rollout per task: at most one failure, no pair
+        problems.append(f"--ff-coef {cfg.ff_coef} needs --target-samples >= 1 (failure-vs-failure pairs are two of the "
+                        "target's failures on one task; its greedy rollout alone gives at most one)")
+    if cfg.failure_samples < 1 and cfg.method in ("coevo", "compare"): problems.append("--failure-samples must be at least 1 for co-evolution")
+    if cfg.init_from and not os.path.isdir(cfg.init_from): problems.append(f"--init-from {cfg.init_from!r} is not a directory")
+    if problems:
+        raise SystemExit("coevo: bad configuration:\n  " + "\n  ".join(problems))
 
 
 if __name__ == "__main__":

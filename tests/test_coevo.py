@@ -15,6 +15,7 @@ import coevo
 import envs
 import losses
 import model as M
+import runs
 
 
 def traj(task_id, reward, actions=("a",), success=None):
@@ -100,7 +101,7 @@ def test_target_update_moves_policy_not_reference(tmp_path):
     seqs = [renderer.render(t["messages"]) for t in pool]
     M.save_checkpoint(str(tmp_path / "ref"), policy, renderer)
     ref_before = coevo.reference_logps(cfg, policy, renderer, seqs)
-    run = coevo.RunDir(str(tmp_path / "run"), cfg, resume=False)
+    run = runs.RunDir(str(tmp_path / "run"), cfg, resume=False)
     coevo.preference_update(dataclasses.replace(cfg, dpo_epochs=3), policy, renderer, pool, items,
                             coevo.target_loss(cfg, (1.0, 0.0, 0.0, 0.0)), 1e-2, run, "t", str(tmp_path / "ref"))
     after = coevo.reference_logps(cfg, policy, renderer, seqs)
@@ -128,7 +129,7 @@ def test_expert_nll_is_the_pooled_action_token_nll_and_sft_lowers_it(tmp_path):
                 by_hand, count = by_hand - logp[i - 1, ids[i]].item(), count + 1
     before = coevo.expert_nll(cfg, policy, renderer, oracle)
     assert before == pytest.approx(by_hand / count, rel=1e-5)
-    run = coevo.RunDir(str(tmp_path / "run"), cfg, resume=False)
+    run = runs.RunDir(str(tmp_path / "run"), cfg, resume=False)
     coevo.sft(dataclasses.replace(cfg, sft_epochs=20), policy, renderer, data["experts"], run, "sft/0_train")
     run.release()
     assert coevo.expert_nll(cfg, policy, renderer, oracle) < before - 0.5  # imitation transfers to test tasks
@@ -170,7 +171,7 @@ def test_every_method_and_ablation_runs(tmp_path, kw):
     assert "sft" in table and any(r["phase"].endswith("7_evaluate") for r in records)
     evaluation = next(r for r in records if r["phase"].endswith("7_evaluate"))["test_unseen"]
     assert evaluation.keys() == {"reward", "reward_ci", "success", "success_ci", "invalid_rate", "timeout_rate", "expert_nll"}
-    assert len(coevo.final_evaluations(str(run))["sft"]["test_unseen"]["rewards"]) == cfg.n_test   # per task, for pairing
+    assert len(runs.final_evaluations(str(run))["sft"]["test_unseen"]["rewards"]) == cfg.n_test   # per task, for pairing
     assert (run / "summary.md").exists() and not (run / ".lock").exists()
     if cfg.method == "coevo":
         assert (run / "transcripts.md").exists()
@@ -203,7 +204,7 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path, monkeypatch, kill_at):
     coevo.main(smoke(tmp_path, "whole", method="compare", iterations=2))  # iteration 2 reads iteration 1 back
     where, n = kill_at.split(":")
     calls = {"n": 0}
-    target = (coevo.RunDir, "finish") if where == "finish" else (losses, "dpo_loss")
+    target = (runs.RunDir, "finish") if where == "finish" else (losses, "dpo_loss")
     original = getattr(*target)
 
     def dying(*a, **kw):
@@ -223,9 +224,9 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path, monkeypatch, kill_at):
 
 def test_lock_refuses_a_second_writer(tmp_path):
     cfg = smoke(tmp_path, "r")
-    first = coevo.RunDir(str(tmp_path / "r"), cfg, resume=False)
+    first = runs.RunDir(str(tmp_path / "r"), cfg, resume=False)
     with pytest.raises(SystemExit, match="another process"):
-        coevo.RunDir(str(tmp_path / "r"), cfg, resume=True)
+        runs.RunDir(str(tmp_path / "r"), cfg, resume=True)
     first.release()
 
 
@@ -278,34 +279,34 @@ def test_step_capped_failures_fit_the_model_context_after_tokenization(env_name)
 
 def test_spread_over_seeds_is_the_sample_standard_deviation():
     # 79.7, 83.4, 82.7: mean 81.93; deviations -2.23, 1.47, 0.77; sum of squares 7.73; / (3 - 1) -> std 1.97
-    assert coevo.mean_std([79.7, 83.4, 82.7]) == "81.9 ± 2.0"
-    assert coevo.mean_std([5.0]) == "5.0 ± 0.0"
+    assert runs.mean_std([79.7, 83.4, 82.7]) == "81.9 ± 2.0"
+    assert runs.mean_std([5.0]) == "5.0 ± 0.0"
 
 
 def test_paired_gaps_subtract_sft_seed_by_seed():
     # two seeds far apart (80 vs 60) hide a steady +1 in the mean ± std columns; the paired gap shows it
     results = {"sft": [[80.0, 40.0], [60.0, 30.0]], "eto": [[81.0, 39.0], [61.0, 31.0]]}
-    assert coevo.paired_gaps(results) == {"eto": [[1.0, -1.0], [1.0, 1.0]]}
-    assert coevo.mean_std([r[0] for r in coevo.paired_gaps(results)["eto"]]) == "1.0 ± 0.0"
+    assert runs.paired_gaps(results) == {"eto": [[1.0, -1.0], [1.0, 1.0]]}
+    assert runs.mean_std([r[0] for r in runs.paired_gaps(results)["eto"]]) == "1.0 ± 0.0"
 
 
 def test_intervals_are_student_t_and_paired_differences_see_what_overlap_hides():
     # n = 5, sd 1: t(4) = 2.776, half-width 2.776 / sqrt(5) = 1.241
-    mean, half = coevo.mean_ci([1.0, 3.0, 1.0, 3.0, 2.0])
+    mean, half = runs.mean_ci([1.0, 3.0, 1.0, 3.0, 2.0])
     assert abs(mean - 2.0) < 1e-12 and abs(half - 2.776 / 5 ** 0.5) < 1e-3
-    assert abs(coevo.t95(499) - 1.9647) < 1e-3 and coevo.t95(1) == 12.706
+    assert abs(runs.t95(499) - 1.9647) < 1e-3 and runs.t95(1) == 12.706
     # two methods on the same 6 tasks: task difficulty spreads each column, the per-task gain is a steady +0.1
     sft = [0.2, 0.9, 0.5, 0.0, 0.7, 0.3]
     evals = {"sft": {s: {"rewards": sft} for s in ("test_seen", "test_unseen")},
              "eto": {s: {"rewards": [r + 0.1 for r in sft]} for s in ("test_seen", "test_unseen")}}
-    table = coevo.results_table(evals)
+    table = runs.results_table(evals)
     assert "| eto - sft | +10.0 [+10.0, +10.0] * | +10.0 [+10.0, +10.0] * |" in table   # paired: no spread, above 0
     # success differences are in % points like the success columns: one more success in 6 tasks is +16.7 points
     evals["eto"]["test_seen"]["rewards"][1] = 1.0
-    assert coevo.results_table(evals).splitlines()[-1].split(" | ")[3].startswith("+16.7 ")
-    _, half = coevo.mean_ci([100 * r for r in sft])
+    assert runs.results_table(evals).splitlines()[-1].split(" | ")[3].startswith("+16.7 ")
+    _, half = runs.mean_ci([100 * r for r in sft])
     assert half > 10                                                     # unpaired: the columns' intervals overlap
-    assert coevo.fmt_interval(1.0, 2.0) == "+1.0 [-1.0, +3.0]"           # an interval that holds 0 gets no *
+    assert runs.fmt_interval(1.0, 2.0) == "+1.0 [-1.0, +3.0]"           # an interval that holds 0 gets no *
 
 
 def test_greedy_churn_counts_what_changed_task_by_task():
@@ -326,7 +327,7 @@ def test_update_metrics_average_only_the_steps_that_had_that_pair_kind():
 
 def test_phase_summary_line_rounds_nested_evaluation_results():
     # evaluate() returns one dict per split; the one-line summary must not print 86.12500000000001
-    line = coevo.fmt({"test_seen": {"reward": 86.12500000000001, "success": 0.695}, "items": 3, "histogram": [1, 2]})
+    line = runs.fmt({"test_seen": {"reward": 86.12500000000001, "success": 0.695}, "items": 3, "histogram": [1, 2]})
     assert line == "test_seen={reward=86.125, success=0.695}, items=3"
 
 
