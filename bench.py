@@ -22,6 +22,7 @@ this file depends on model.py only. The model is untrained: it rarely emits the 
 run to --action-tokens, which makes episode lengths predictable.
 """
 import argparse
+import os
 import time
 
 import torch
@@ -200,12 +201,140 @@ def reading(run_dir: str, ckpt: str, n: int, device) -> None:
               f"  success % {s0:5.1f} -> {s1:5.1f}")
 
 
+def count_pairs(renderer, n: int) -> list:
+    """n single-turn preference pairs of the counting game: (prompt, right continuation, wrong continuation)."""
+    out = []
+    for i in range(n):
+        env = CountEnv()
+        obs = env.reset({"start": 7 * i})
+        right = " , ".join(str(env.n + k) for k in (1, 2, 3))
+        wrong = " , ".join(str(env.n + k) for k in (2, 4, 6))
+        out.append((obs, right, wrong))
+    return out
+
+
+def our_dpo_epoch(model, ref_model, renderer, pairs, batch, beta, lr, device):
+    """One pass of our DPO update over the pairs (reference log-probs computed once first, as coevo does);
+    returns the first batch's loss before any step."""
+    import losses
+    seqs = [renderer.render([o, c]) for o, c, _ in pairs] + [renderer.render([o, r]) for o, _, r in pairs]
+    n = len(pairs)
+    with torch.no_grad():
+        ref = torch.cat([M.sequence_logps(ref_model, *M.collate(seqs[b:b + 64], renderer.pad_id, device))[0]
+                         for b in range(0, len(seqs), 64)])
+    opt, first = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0), None
+    model.train()
+    for b in range(0, n, batch):
+        idx = list(range(b, min(b + batch, n)))
+        ids, mask = M.collate([seqs[i] for i in idx] + [seqs[n + i] for i in idx], renderer.pad_id, device)
+        logps, _ = M.sequence_logps(model, ids, mask)
+        k = len(idx)
+        loss = losses.dpo_loss(logps[:k], logps[k:], ref[idx], ref[[n + i for i in idx]], beta)[0].mean()
+        first = loss.item() if first is None else first
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    model.eval()
+    return first
+
+
+def dpo_versus_trl(args, device) -> None:
+    """Pairs/s of one DPO update, ours vs TRL's DPOTrainer (same model weights, pairs, beta, batch size and lr),
+    and the loss of one batch holding every pair, computed by both before any step."""
+    import copy
+    import tempfile
+    torch.manual_seed(0)
+    texts = [CountEnv().say(h) for h in ("start counting", "right", "wrong")] + ["1 , 2 , 3"]
+    renderer = M.Renderer(M.build_tokenizer(texts))
+    model = M.Transformer(M.ModelConfig(vocab_size=renderer.vocab_size)).to(device).eval()
+    # a reference that differs from the policy (as after a few updates), so that the loss is not just log 2
+    reference = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in reference.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    pairs, beta, lr, batch = count_pairs(renderer, args.dpo_pairs), 0.1, 1e-5, args.train_batch
+    ours_first = our_dpo_epoch(copy.deepcopy(model), reference, renderer, pairs, len(pairs), beta, 0.0, device)
+    _, t_ours = timed(lambda: our_dpo_epoch(copy.deepcopy(model), reference, renderer, pairs, batch, beta, lr, device), device)
+    print(f"dpo      (ours, {len(pairs)} pairs, batch {batch}): {len(pairs) / t_ours:8.1f} pairs/s ({t_ours:.2f} s); "
+          f"loss of the all-pairs batch {ours_first:.7f}")
+    try:
+        import datasets
+        import transformers
+        import trl
+    except ImportError as e:
+        print(f"dpo      (vs TRL): skipped, {e.name} is not installed (pip install trl)")
+        return
+    transformers.logging.set_verbosity_error()
+    tok = transformers.PreTrainedTokenizerFast(tokenizer_object=renderer.tokenizer, bos_token="<bos>", eos_token="<eoa>",
+                                               pad_token="<pad>", unk_token="<unk>")
+    # TRL tokenizes prompt and prompt + completion and appends the EOS token to each completion: with the plain
+    # format's markers written out, its ids are exactly the ones our renderer makes (checked below)
+    rows = [{"prompt": "<bos>" + o + "<act>", "chosen": c, "rejected": r} for o, c, r in pairs]
+    with tempfile.TemporaryDirectory() as d:
+        M.save_checkpoint(os.path.join(d, "policy"), model, renderer)
+        M.save_checkpoint(os.path.join(d, "reference"), reference, renderer)
+        hf = lambda name: transformers.AutoModelForCausalLM.from_pretrained(os.path.join(d, name), dtype=torch.float32).to(device)
+
+        def trainer(bs, steps_dir):
+            cfg = trl.DPOConfig(output_dir=steps_dir, beta=beta, learning_rate=lr, per_device_train_batch_size=bs,
+                                num_train_epochs=1, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
+                                max_grad_norm=0.0, report_to=[], save_strategy="no", logging_strategy="no",
+                                use_cpu=device.type == "cpu", dataloader_num_workers=0, seed=0, disable_tqdm=True)
+            return trl.DPOTrainer(model=hf("policy"), ref_model=hf("reference"), args=cfg, processing_class=tok,
+                                  train_dataset=datasets.Dataset.from_list(rows))
+        t = trainer(len(pairs), os.path.join(d, "a"))
+        ex = t.train_dataset[0]
+        same_ids = (ex["prompt_ids"] + ex["chosen_ids"]) == renderer.render([pairs[0][0], pairs[0][1]])[0]
+        one = next(iter(t.get_train_dataloader()))
+        with torch.no_grad():
+            trl_first = t.compute_loss(t.model, one).item()
+        print(f"dpo      (TRL {trl.__version__} DPOTrainer): loss of the all-pairs batch {trl_first:.7f}; "
+              f"|ours - TRL| = {abs(trl_first - ours_first):.1e}; same token ids as ours: {same_ids}")
+        t = trainer(batch, os.path.join(d, "b"))
+        _, t_trl = timed(t.train, device)
+    print(f"dpo      (TRL, {len(pairs)} pairs, batch {batch}): {len(pairs) / t_trl:8.1f} pairs/s ({t_trl:.2f} s, its "
+          f"own reference model forward per batch); ours is {t_trl / t_ours:.1f}x")
+
+
+def phase_kind(phase: str) -> str:
+    step = phase.split("/")[-1]
+    if step in ("0_train", "3_update_failure", "6_update_target"):
+        return "update"
+    return "eval" if step == "7_evaluate" else "rollout"  # explorations and hard negatives
+
+
+def loop(run_dir: str) -> None:
+    """Seconds per phase of a finished run (its timings.jsonl) and the share of rollout / update / evaluation."""
+    import json
+    import os
+    path = os.path.join(run_dir, "timings.jsonl")
+    if not os.path.isfile(path):
+        raise SystemExit(f"bench loop: {path} is missing (runs made before timings.jsonl existed have none); "
+                         f"run python coevo.py first, or give another --run")
+    seconds = {}
+    for line in open(path):
+        r = json.loads(line)
+        seconds[r["phase"]] = r["seconds"]  # a phase redone after a kill: its last time
+    total = sum(seconds.values())
+    print(f"loop: {run_dir}, {len(seconds)} phases, {total / 60:.1f} min in finished phases")
+    for phase, s in seconds.items():
+        print(f"  {phase:28s} {s:8.1f} s  {100 * s / total:5.1f}%  ({phase_kind(phase)})")
+    for kind in ("rollout", "update", "eval"):
+        s = sum(v for p, v in seconds.items() if phase_kind(p) == kind)
+        print(f"{kind:8s} {s / 60:6.1f} min  {100 * s / total:5.1f}% of the run")
+    by_method = {}
+    for p, v in seconds.items():
+        by_method[p.split("/")[0]] = by_method.get(p.split("/")[0], 0) + v
+    print("per method: " + ", ".join(f"{m} {v / 60:.1f} min" for m, v in by_method.items()))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("mode", nargs="?", default="all", choices=["all", "rollout", "dpo", "loop"],
                    help="all (default): rollout and training figures; rollout: ours vs transformers; dpo: one DPO "
                         "update, ours vs TRL; loop: seconds per phase of a run (give --run)")
     p.add_argument("--run", default="runs/shop-compare-seed0", help="loop: the run directory to read")
+    p.add_argument("--dpo-pairs", type=int, default=256, help="dpo: preference pairs in the timed update")
     p.add_argument("--device", default="cpu", help="cpu | cuda")
     p.add_argument("--batch-size", type=int, default=64, help="episodes decoded at once in the rollout benchmark")
     p.add_argument("--naive-episodes", type=int, default=16, help="episodes for the cached-vs-naive comparison")
@@ -222,6 +351,10 @@ def main():
         torch.set_num_threads(args.threads)
     if args.reading:
         return reading(args.reading, args.ckpt, args.n, device)
+    if args.mode == "loop":
+        return loop(args.run)
+    if args.mode == "dpo":
+        return dpo_versus_trl(args, device)
     torch.manual_seed(0)
 
     texts = [CountEnv().say(h) for h in ("start counting", "right", "wrong")] + ["1 , 2 , 3"]

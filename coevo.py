@@ -54,7 +54,7 @@ from runs import (HEADER, METRICS, RunDir, final_evaluations, json_phase, mean_c
 @dataclass
 class Config:
     # --- run and system
-    method: str = "compare"  # sft | eto | coevo | compare (all three from one SFT checkpoint, one table)
+    method: str = "compare"  # sft | nll | eto | coevo | compare (= eto,coevo), or a comma list such as nll,eto: all from one SFT checkpoint, one table
     name: str = ""  # run directory under out_dir ("" = made from env, method and seed)
     out_dir: str = "runs"  # where run directories go
     seed: int = 0  # one seed drives tasks, initialisation, sampling and shuffling
@@ -101,6 +101,8 @@ class Config:
     dpo_coef: float = 0.5  # weight of DPO on (expert, target's own failure); 0 disables
     hn_coef: float = 0.5  # weight of DPO on (expert, hard negative); 0 reduces co-evolution to ETO + NLL
     sft_coef: float = 0.5  # weight of the NLL of the expert trajectory; 0 disables
+    eto_dpo_coef: float = 1.0  # ETO's update: weight of DPO on (expert, own failure) (1 with eto_sft_coef 0 = pure DPO, ETO's recipe)
+    eto_sft_coef: float = 0.0  # ETO's update: weight of the NLL of the expert (the anchor co-evolution's loss has; 0 = ETO's recipe)
     anchor_obs_coef: float = 0.0  # that NLL term also fits the expert's observation tokens, weighted so (as SFT does with --sft-obs-coef); 0 = actions only
     ff_coef: float = 0.0  # weight of DPO on (better, worse) failure pairs of the target; needs target_samples >= 1; 0 off
     listwise: bool = False  # hard-negative term as a listwise softmax over negatives instead of mean pairwise DPO
@@ -118,7 +120,13 @@ PRESETS = {
     "smoke": dict(n_train=24, n_expert=12, n_test=8, explore_tasks=16, hidden_size=32, layers=1, heads=2, sft_epochs=2,
                   target_samples=1, failure_samples=2, iterations=1, batch_size=4),
 }
-METHODS = ("sft", "eto", "coevo", "compare")
+METHODS = ("sft", "eto", "coevo", "compare")  # plus "nll" and comma lists: see method_list
+LOOP_METHODS = ("nll", "eto", "coevo")  # nll: the loop with the NLL term alone, the parameter-matched control
+
+
+def method_list(cfg) -> list:
+    """The methods run after SFT, in order: compare = eto, coevo; sft = none; else the comma list."""
+    return {"compare": ["eto", "coevo"], "sft": []}.get(cfg.method, cfg.method.split(","))
 
 
 # -----------------------------------------------------------------------------------------------------------
@@ -128,7 +136,7 @@ def main(cfg: Config) -> str:
     check_config(cfg)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    path = cfg.resume or os.path.join(cfg.out_dir, cfg.name or f"{cfg.env}-{cfg.method}-seed{cfg.seed}")
+    path = cfg.resume or os.path.join(cfg.out_dir, cfg.name or f"{cfg.env}-{cfg.method.replace(',', '+')}-seed{cfg.seed}")
     run, t0 = RunDir(path, cfg, resume=bool(cfg.resume)), time.time()
     try:
         data = make_data(cfg)
@@ -142,7 +150,7 @@ def main(cfg: Config) -> str:
         json_phase(run, "sft/7_evaluate", lambda: logged(run, "sft/7_evaluate", evaluate(cfg, base, renderer, data, "sft eval")))
         sft_path = run.file("ckpt", "sft_0_train")
         del base  # every method reloads the SFT checkpoint; do not hold a third model
-        for method in ("eto", "coevo") if cfg.method == "compare" else [cfg.method] if cfg.method != "sft" else []:
+        for method in method_list(cfg):
             run_method(cfg, method, run, data, renderer, sft_path)
         table = results_table(final_evaluations(path)) + "\n\n" + exploration_note(run.metrics())
         minutes = (time.time() - t0) / 60
@@ -157,7 +165,9 @@ def main(cfg: Config) -> str:
 
 
 def run_method(cfg: Config, method: str, run: RunDir, data: dict, renderer, sft_path: str) -> None:
-    """Steps 1-7 for ETO or co-evolution, K times, starting both agents from the SFT checkpoint."""
+    """Steps 1-7 for ETO or co-evolution, K times, starting both agents from the SFT checkpoint. `nll` is ETO's
+    loop (same exploration, same expert groups, same optimizer steps) with the NLL term alone: the parameter-matched
+    control that tells what the preference pairs add beyond more imitation."""
     target = M.load_checkpoint(sft_path, device=cfg.device)[0]
     failure = M.load_checkpoint(sft_path, device=cfg.device)[0] if method == "coevo" else None
     experts, tasks = data["experts"], [e["task"] for e in data["experts"]]
@@ -199,8 +209,9 @@ def run_method(cfg: Config, method: str, run: RunDir, data: dict, renderer, sft_
         groups = build_target_groups(cfg, experts, own, hard, method)
         if method == "coevo":
             write_transcripts(run.file("transcripts.md"), groups)
-        # 6. Update the target: ETO is pure DPO on (a); co-evolution weighs every term by its coefficient
-        coefs = (1.0, 0.0, 0.0, 0.0) if method == "eto" else (cfg.dpo_coef, cfg.hn_coef, cfg.sft_coef, cfg.ff_coef)
+        # 6. Update the target: ETO is DPO on (a) (pure by default); co-evolution weighs every term by its coefficient
+        coefs = {"eto": (cfg.eto_dpo_coef, 0.0, cfg.eto_sft_coef, 0.0), "nll": (0.0, 0.0, 1.0, 0.0)}.get(
+            method, (cfg.dpo_coef, cfg.hn_coef, cfg.sft_coef, cfg.ff_coef))
         pool, items = to_pool(groups, "groups")
         pair_counts = {f"{kind}_pairs": sum(len(g[key]) for g in groups) for kind, key in (("own", "a"), ("hard", "hard"), ("ff", "c"))}
         report_pairs(tag, pair_counts, wanted={"own_pairs": coefs[0] > 0, "hard_pairs": coefs[1] > 0, "ff_pairs": coefs[3] > 0})
@@ -241,7 +252,7 @@ def sft(cfg: Config, model, renderer, experts: list, run: RunDir, phase: str) ->
                 loss = losses.nll_loss(logps, n_tokens).mean()
                 if obs_part:
                     loss = loss + cfg.sft_obs_coef * losses.nll_loss(*obs_part).mean()
-            check_finite(loss, phase)
+            check_finite(loss, phase, bar.n + 1)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -359,7 +370,7 @@ def build_target_groups(cfg: Config, experts: list, own: list, hard: list, metho
         a = build_eto_pairs(e, own_by.get(tid, []), cfg.eto_truncate_turns)
         if cfg.cut_at_divergence:
             a = [(c, cut_at_divergence(c, r)) for c, r in a]
-        if method == "eto":  # ETO: pure DPO on (a)
+        if method in ("eto", "nll"):  # ETO (and its NLL-only control): the experts with a pair of kind (a)
             groups += [{"expert": e, "a": a, "hard": [], "c": []}] if a else []
             continue
         h = [t for t in hard_by.get(tid, []) if not t["success"] and t["reward"] >= cfg.hn_threshold]
@@ -416,7 +427,7 @@ def preference_update(cfg: Config, model, renderer, pool: list, items: list, los
             policy, counts = scatter(logps), scatter(n_tokens)
             extra = {"obs": tuple(scatter(x) for x in obs)} if obs else {}
             loss, stats = loss_fn(batch, policy, ref, counts, **extra)
-            check_finite(loss, phase)
+            check_finite(loss, phase, bar.n + 1)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -587,10 +598,10 @@ def autocast(cfg: Config):
     return M.autocast(cfg.device)  # bf16 on GPU; log-softmax stays fp32 inside model.sequence_logps
 
 
-def check_finite(loss, phase: str):
+def check_finite(loss, phase: str, step: int):
     if not torch.isfinite(loss):
-        raise SystemExit(f"coevo: non-finite loss in phase {phase}; stopping. The last good checkpoint is kept; "
-                         f"lower the learning rate or beta and --resume.")
+        raise SystemExit(f"coevo: non-finite loss in phase {phase} at step {step}; stopping. The last good checkpoint "
+                         f"is kept (this phase's is never written); lower the learning rate or beta and --resume.")
 
 
 # -----------------------------------------------------------------------------------------------------------
@@ -651,7 +662,10 @@ def sweep(cfg: Config) -> None:
     t-interval over seeds), and each method minus SFT seed by seed (the paired comparison)."""
     results = {}
     for s in [int(x) for x in cfg.seeds.split(",")]:
-        c = dataclasses.replace(cfg, seed=s, seeds="", name=f"{cfg.name or cfg.env + '-' + cfg.method}-seed{s}")
+        c = dataclasses.replace(cfg, seed=s, seeds="", name=f"{cfg.name or cfg.env + '-' + cfg.method.replace(',', '+')}-seed{s}")
+        path = os.path.join(c.out_dir, c.name)
+        if os.path.isfile(os.path.join(path, "state.json")):  # a seed already (partly) run: continue it, do not redo it
+            c = dataclasses.replace(c, resume=path)
         main(c)
         for m, ev in final_evaluations(os.path.join(c.out_dir, c.name)).items():
             results.setdefault(m, []).append([sc * mean_ci(per_task(ev, split, metric))[0] for split, metric, sc in METRICS])
@@ -664,6 +678,10 @@ def sweep(cfg: Config) -> None:
               f"an interval that holds 0 is no measurable difference\n{HEADER}")
         for m, rows in paired_gaps(results).items():
             print(f"| {m} - sft | " + " | ".join(cell(c) for c in zip(*rows)) + " |")
+    if "nll" in results and len(results) > 2:  # what the preference pairs add beyond the same updates' imitation
+        print(f"\nminus the nll control on the same seed: mean ± std [95% interval]\n{HEADER}")
+        for m, rows in paired_gaps(results, "nll").items():
+            print(f"| {m} - nll | " + " | ".join(cell(c) for c in zip(*rows)) + " |")
 
 
 # -----------------------------------------------------------------------------------------------------------
@@ -691,7 +709,8 @@ def parse_config(argv=None) -> Config:
 def check_config(cfg: Config) -> None:
     """Every bad setting gets a clear message before any work starts."""
     problems = []
-    if cfg.method not in METHODS: problems.append(f"--method {cfg.method!r} is not one of {METHODS}")
+    if cfg.method not in METHODS and not (cfg.method and set(method_list(cfg)) <= set(LOOP_METHODS)):
+        problems.append(f"--method {cfg.method!r} is not one of {METHODS} nor a comma list of {LOOP_METHODS}")
     if cfg.eval_on not in ("test", "valid"): problems.append(f"--eval-on {cfg.eval_on!r} is not test or valid")
     if cfg.env not in envs.ENV_NAMES: problems.append(f"--env {cfg.env!r} is not one of {envs.ENV_NAMES}")
     if cfg.failure_agent not in ("coevo", "frozen", "positive"): problems.append(f"--failure-agent {cfg.failure_agent!r} is not coevo, frozen or positive")
@@ -712,7 +731,7 @@ def check_config(cfg: Config) -> None:
     if cfg.ff_coef > 0 and cfg.target_samples < 1:  # one greedy rollout per task: at most one failure, no pair
         problems.append(f"--ff-coef {cfg.ff_coef} needs --target-samples >= 1 (failure-vs-failure pairs are two of the "
                         "target's failures on one task; its greedy rollout alone gives at most one)")
-    if cfg.failure_samples < 1 and cfg.method in ("coevo", "compare"): problems.append("--failure-samples must be at least 1 for co-evolution")
+    if cfg.failure_samples < 1 and "coevo" in method_list(cfg): problems.append("--failure-samples must be at least 1 for co-evolution")
     if cfg.init_from and not os.path.isdir(cfg.init_from): problems.append(f"--init-from {cfg.init_from!r} is not a directory")
     if problems:
         raise SystemExit("coevo: bad configuration:\n  " + "\n  ".join(problems))

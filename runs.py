@@ -74,9 +74,13 @@ class RunDir:
     def finish(self, phase: str):
         """The phase's one summary line (its last metric record and wall time), then its records and its name."""
         last = {k: v for k, v in (self.pending[-1] if self.pending else {}).items() if k != "phase"}
-        tqdm.write(f"[{phase}] {fmt(last)} ({time.time() - self.clock:.0f} s)")
+        seconds = time.time() - self.clock
+        tqdm.write(f"[{phase}] {fmt(last)} ({seconds:.0f} s)")
         with open(self.file("metrics.jsonl"), "a") as f:
             f.write("".join(json.dumps(r) + "\n" for r in self.pending))
+        # wall times go to their own file: metrics.jsonl stays identical run to run (python bench.py loop reads these)
+        with open(self.file("timings.jsonl"), "a") as f:
+            f.write(json.dumps({"phase": phase, "seconds": round(seconds, 2)}) + "\n")
         self.pending, self.clock = [], time.time()
         self.done.append(phase)
         self._write(self.file("state.json"), json.dumps({"done": self.done}))
@@ -181,18 +185,20 @@ def per_task(ev: dict, split: str, metric: str) -> list:
 def results_table(evals: dict) -> str:
     """Each method's final numbers with 95% intervals over the test tasks, then each method minus SFT on the
     same tasks: the interval of the mean of per-task differences (a paired t-interval). Differences between
-    methods are far smaller than differences between tasks, so only the paired interval can show them."""
+    methods are far smaller than differences between tasks, so only the paired interval can show them. With the
+    `nll` control in the run, each preference method minus it too: what the pairs add beyond more imitation."""
     lines = [HEADER]
     for m, ev in evals.items():
         lines.append(f"| {m} | " + " | ".join(f"{v:.1f} ± {h:.1f}" for v, h in (
             (s * c for c in mean_ci(per_task(ev, split, metric))) for split, metric, s in METRICS)) + " |")
-    for m, ev in evals.items():
-        if m != "sft" and "sft" in evals:
-            cells = []
-            for split, metric, scale in METRICS:  # success in % points, like its column
-                diff = [scale * (a - b) for a, b in zip(per_task(ev, split, metric), per_task(evals["sft"], split, metric))]
-                cells.append(fmt_interval(*mean_ci(diff)))
-            lines.append(f"| {m} - sft | " + " | ".join(cells) + " |")
+    for base in ("sft", "nll"):
+        for m, ev in evals.items():
+            if m not in ("sft", base) and base in evals:
+                cells = []
+                for split, metric, scale in METRICS:  # success in % points, like its column
+                    diff = [scale * (a - b) for a, b in zip(per_task(ev, split, metric), per_task(evals[base], split, metric))]
+                    cells.append(fmt_interval(*mean_ci(diff)))
+                lines.append(f"| {m} - {base} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -208,9 +214,9 @@ def mean_std(xs) -> str:
     return f"{mean:.1f} ± {(sum((x - mean) ** 2 for x in xs) / max(1, len(xs) - 1)) ** 0.5:.1f}"
 
 
-def paired_gaps(results: dict) -> dict:
-    """Each method's numbers minus SFT's on the same seed. Seeds differ by far more than the methods do (other
-    tasks, other initialisation), so a method's effect is read from these paired differences, not from the
-    overlap of two mean ± std columns."""
-    return {m: [[a - b for a, b in zip(row, base)] for row, base in zip(rows, results["sft"])]
-            for m, rows in results.items() if m != "sft"}
+def paired_gaps(results: dict, base: str = "sft") -> dict:
+    """Each method's numbers minus `base`'s (SFT, or the nll control) on the same seed. Seeds differ by far more
+    than the methods do (other tasks, other initialisation), so a method's effect is read from these paired
+    differences, not from the overlap of two mean ± std columns."""
+    return {m: [[a - b for a, b in zip(row, ref)] for row, ref in zip(rows, results[base])]
+            for m, rows in results.items() if m not in ("sft", base)}

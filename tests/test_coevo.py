@@ -162,6 +162,7 @@ def smoke(tmp_path, name, **kw):
     dict(method="coevo", reference="sft", regenerate_hard_negatives=False, hn_threshold=0.5, failure_within_agent=True,
          cut_at_divergence=True),
     dict(method="coevo", env="lab"), dict(method="coevo", env="sql"), dict(method="sft", sft_obs_coef=1.0),
+    dict(method="nll,eto", eto_dpo_coef=0.02, eto_sft_coef=1.0), dict(method="coevo", anchor_obs_coef=1.0),
 ])
 def test_every_method_and_ablation_runs(tmp_path, kw):
     cfg = smoke(tmp_path, "r", **kw)
@@ -180,6 +181,11 @@ def test_every_method_and_ablation_runs(tmp_path, kw):
         update = next(r for r in records if r["phase"] == "coevo/1/6_update_target")
         assert {"own_pairs", "hard_pairs", "ff_pairs"} <= update.keys()  # how many pairs of each kind it learned from
         assert (update["ff_pairs"] > 0) == ("ff_acc" in update)  # a kind's DPO metrics appear exactly when it had pairs
+    if cfg.method == "nll,eto":  # the control and the method from one SFT checkpoint, and the pairs' own effect
+        assert "| eto - nll |" in table and "| nll - sft |" in table
+        nll, eto = (next(r for r in records if r["phase"] == f"{m}/1/6_update_target") for m in ("nll", "eto"))
+        assert abs(nll["loss"] - nll["nll"]) < 1e-6  # the control's loss is the NLL alone (its pairs are only logged)
+        assert abs(eto["loss"] - eto["nll"]) > 1e-4  # ETO's has the DPO term on top
     if cfg.method in ("eto", "coevo") and cfg.iterations > 1:
         assert "repeated_failures" in next(r for r in records if r["phase"] == f"{cfg.method}/2/1_explore_target")
 
@@ -245,9 +251,20 @@ def test_bad_configuration_is_refused_before_work(tmp_path):
 
 def test_non_finite_loss_stops_naming_the_phase(tmp_path, monkeypatch):
     monkeypatch.setattr(losses, "nll_loss", lambda logps, n: logps * float("nan"))
-    with pytest.raises(SystemExit, match="sft/0_train"):
+    with pytest.raises(SystemExit, match="sft/0_train at step 1;"):
         coevo.main(smoke(tmp_path, "nan", method="sft"))
     assert not (tmp_path / "nan" / "ckpt" / "sft_0_train").exists()
+
+
+def test_a_run_directory_is_never_overwritten_and_unknown_flags_are_named(tmp_path, capsys):
+    coevo.main(smoke(tmp_path, "r", method="sft"))
+    before = (tmp_path / "r" / "metrics.jsonl").read_text()
+    with pytest.raises(SystemExit, match="already holds a run; use --resume"):
+        coevo.main(smoke(tmp_path, "r", method="eto", hn_coef=0.0))  # another config, same directory
+    assert (tmp_path / "r" / "metrics.jsonl").read_text() == before
+    with pytest.raises(SystemExit):
+        coevo.parse_config(["--hn-coeff", "0"])  # a typo must not silently run the default
+    assert "unrecognized arguments: --hn-coeff" in capsys.readouterr().err
 
 
 def test_cli_flags_come_from_the_config():
@@ -336,3 +353,7 @@ def test_sweep_prints_spread_and_paired_gaps(tmp_path, capsys):
     out = capsys.readouterr().out
     assert (tmp_path / "sw-seed0" / "summary.md").exists() and (tmp_path / "sw-seed1" / "summary.md").exists()
     assert "over seeds 0,1: mean ± std" in out and "| eto - sft |" in out
+    # run again: the finished seeds are read back, not redone (a killed sweep continues where it stopped)
+    before = (tmp_path / "sw-seed1" / "metrics.jsonl").read_text()
+    coevo.sweep(smoke(tmp_path, "sw", method="eto", seeds="0,1"))
+    assert (tmp_path / "sw-seed1" / "metrics.jsonl").read_text() == before and "| eto - sft |" in capsys.readouterr().out
