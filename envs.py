@@ -1170,6 +1170,7 @@ def main(argv=None) -> None:
                                 "play one yourself, or print the reward-band table.")
     p.add_argument("env", nargs="?", choices=ENV_NAMES, help="which environment")
     p.add_argument("--show", type=int, default=0, metavar="N", help="print N oracle transcripts with rewards")
+    p.add_argument("--near-miss", action="store_true", help="--show: also each task's best scripted near-miss (a hard negative)")
     p.add_argument("--play", action="store_true", help="type actions yourself (Ctrl-D or Ctrl-C ends)")
     p.add_argument("--split", choices=SPLITS, default="train", help="which split the tasks come from")
     p.add_argument("--seed", type=int, default=0, help="task seed")
@@ -1183,9 +1184,13 @@ def main(argv=None) -> None:
         _play(args.env, make_tasks(args.env, args.split, args.task + 1, args.seed)[args.task])
     elif args.env and args.show > 0:
         for task in make_tasks(args.env, args.split, args.show, args.seed):
-            traj = oracle(task)
-            print(f"--- {task['id']}  reward {traj['reward']}  end {traj['end']}")
-            print("\n".join(("> " + m) if i % 2 else m for i, m in enumerate(traj["messages"])))
+            trajs = [("oracle", oracle(task))]
+            if args.near_miss:  # the scripted failure closest to success: what a failure agent should learn to make
+                misses = [(k, replay(task, a)) for k, a in scripted_failures(task).items()]
+                trajs += [max(((k, t) for k, t in misses if t["reward"] < 1), key=lambda kt: kt[1]["reward"])]
+            for kind, traj in trajs:
+                print(f"--- {task['id']}  {kind}  reward {traj['reward']}  end {traj['end']}")
+                print("\n".join(("> " + m) if i % 2 else m for i, m in enumerate(traj["messages"])))
     else:
         p.print_help()
 

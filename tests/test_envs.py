@@ -376,6 +376,9 @@ def test_step_after_the_end_and_replay_that_runs_out():
 def test_command_line(capsys, monkeypatch):
     envs.main(["shop", "--show", "1", "--split", "test_unseen"])
     assert "reward 1.0" in capsys.readouterr().out
+    envs.main(["lab", "--show", "1", "--near-miss"])  # docs/envs.md's transcripts: the oracle, then the closest failure
+    heads = [l for l in capsys.readouterr().out.splitlines() if l.startswith("--- ")]
+    assert "oracle  reward 1.0" in heads[0] and float(heads[1].split("reward ")[1].split()[0]) < 1.0
     envs.main(["--bands", "--n", "3"])
     assert "| env | failure mode |" in capsys.readouterr().out
 
