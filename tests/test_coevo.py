@@ -240,6 +240,7 @@ def test_bad_configuration_is_refused_before_work(tmp_path):
     for kw, msg in [(dict(env="chess"), "--env"), (dict(method="ppo"), "--method"), (dict(n_expert=10**6), "--n-expert"),
                     (dict(failure_temperature=-1.0), "--failure-temperature"), (dict(hn_coef=-0.5), "--hn-coef"),
                     (dict(failure_agent="twin"), "--failure-agent"), (dict(reference="base"), "--reference"),
+                    (dict(eto_sft_coef=-1.0), "--eto-sft-coef"), (dict(method="nll,ppo"), "nor a comma list"),
                     (dict(ff_coef=0.5, target_samples=0), "--ff-coef .* needs --target-samples"),
                     (dict(hn_threshold=1.5), r"--hn-threshold 1.5 must be in \[0, 1\)")]:
         with pytest.raises(SystemExit, match=msg):
