@@ -23,6 +23,7 @@ run to --action-tokens, which makes episode lengths predictable.
 """
 import argparse
 import os
+import shutil
 import time
 
 import torch
@@ -213,29 +214,22 @@ def count_pairs(renderer, n: int) -> list:
     return out
 
 
-def our_dpo_epoch(model, ref_model, renderer, pairs, batch, beta, lr, device):
-    """One pass of our DPO update over the pairs (reference log-probs computed once first, as coevo does);
-    returns the first batch's loss before any step."""
-    import losses
-    seqs = [renderer.render([o, c]) for o, c, _ in pairs] + [renderer.render([o, r]) for o, _, r in pairs]
-    n = len(pairs)
-    with torch.no_grad():
-        ref = torch.cat([M.sequence_logps(ref_model, *M.collate(seqs[b:b + 64], renderer.pad_id, device))[0]
-                         for b in range(0, len(seqs), 64)])
-    opt, first = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0), None
-    model.train()
-    for b in range(0, n, batch):
-        idx = list(range(b, min(b + batch, n)))
-        ids, mask = M.collate([seqs[i] for i in idx] + [seqs[n + i] for i in idx], renderer.pad_id, device)
-        logps, _ = M.sequence_logps(model, ids, mask)
-        k = len(idx)
-        loss = losses.dpo_loss(logps[:k], logps[k:], ref[idx], ref[[n + i for i in idx]], beta)[0].mean()
-        first = loss.item() if first is None else first
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    model.eval()
-    return first
+class _MetricSink:
+    """Stands in for a run directory: keeps what preference_update logs (its mean loss over the update's steps)."""
+    def log(self, phase, **metrics):
+        self.metrics = metrics
+
+
+def our_dpo_epoch(model, ref_path, renderer, pairs, batch, beta, lr, device):
+    """One pass of coevo's own DPO update (coevo.preference_update with the failure agent's loss, which is plain
+    DPO at failure_sft_coef 0) over the pairs; the reference log-probs come from the checkpoint at ref_path, computed
+    once before the update. Returns the mean loss over its steps (with one batch: the loss before any step)."""
+    import coevo
+    cfg = coevo.Config(beta=beta, batch_size=batch, device=str(device), failure_sft_coef=0.0, threads=0)
+    pool, items = coevo.to_pool([({"messages": [o, c]}, {"messages": [o, r]}) for o, c, r in pairs], "pairs")
+    sink = _MetricSink()
+    coevo.preference_update(cfg, model, renderer, pool, items, coevo.failure_loss(cfg), lr, sink, "bench/dpo", ref_path)
+    return sink.metrics["loss"]
 
 
 def dpo_versus_trl(args, device) -> None:
@@ -253,32 +247,34 @@ def dpo_versus_trl(args, device) -> None:
         for p in reference.parameters():
             p.add_(0.1 * torch.randn_like(p))
     pairs, beta, lr, batch = count_pairs(renderer, args.dpo_pairs), 0.1, 1e-5, args.train_batch
-    ours_first = our_dpo_epoch(copy.deepcopy(model), reference, renderer, pairs, len(pairs), beta, 0.0, device)
-    _, t_ours = timed(lambda: our_dpo_epoch(copy.deepcopy(model), reference, renderer, pairs, batch, beta, lr, device), device)
-    print(f"dpo      (ours, {len(pairs)} pairs, batch {batch}): {len(pairs) / t_ours:8.1f} pairs/s ({t_ours:.2f} s); "
-          f"loss of the all-pairs batch {ours_first:.7f}")
+    d = tempfile.mkdtemp(prefix="coevo_bench_")
     try:
-        import datasets
-        import transformers
-        import trl
-    except ImportError as e:
-        print(f"dpo      (vs TRL): skipped, {e.name} is not installed (pip install trl)")
-        return
-    transformers.logging.set_verbosity_error()
-    tok = transformers.PreTrainedTokenizerFast(tokenizer_object=renderer.tokenizer, bos_token="<bos>", eos_token="<eoa>",
-                                               pad_token="<pad>", unk_token="<unk>")
-    # TRL tokenizes prompt and prompt + completion and appends the EOS token to each completion: with the plain
-    # format's markers written out, its ids are exactly the ones our renderer makes (checked below)
-    rows = [{"prompt": "<bos>" + o + "<act>", "chosen": c, "rejected": r} for o, c, r in pairs]
-    with tempfile.TemporaryDirectory() as d:
         M.save_checkpoint(os.path.join(d, "policy"), model, renderer)
         M.save_checkpoint(os.path.join(d, "reference"), reference, renderer)
+        ref_path = os.path.join(d, "reference")
+        ours_first = our_dpo_epoch(copy.deepcopy(model), ref_path, renderer, pairs, len(pairs), beta, 0.0, device)
+        _, t_ours = timed(lambda: our_dpo_epoch(copy.deepcopy(model), ref_path, renderer, pairs, batch, beta, lr, device), device)
+        print(f"dpo      (ours, {len(pairs)} pairs, batch {batch}): {len(pairs) / t_ours:8.1f} pairs/s ({t_ours:.2f} s); "
+              f"loss of the all-pairs batch {ours_first:.7f}")
+        try:
+            import datasets
+            import transformers
+            import trl
+        except ImportError as e:
+            print(f"dpo      (vs TRL): skipped, {e.name} is not installed (pip install trl)")
+            return
+        transformers.logging.set_verbosity_error()
+        tok = transformers.PreTrainedTokenizerFast(tokenizer_object=renderer.tokenizer, bos_token="<bos>", eos_token="<eoa>",
+                                                   pad_token="<pad>", unk_token="<unk>")
+        # TRL tokenizes prompt and prompt + completion and appends the EOS token to each completion: with the plain
+        # format's markers written out, its ids are exactly the ones our renderer makes (checked below)
+        rows = [{"prompt": "<bos>" + o + "<act>", "chosen": c, "rejected": r} for o, c, r in pairs]
         hf = lambda name: transformers.AutoModelForCausalLM.from_pretrained(os.path.join(d, name), dtype=torch.float32).to(device)
 
         def trainer(bs, steps_dir):
             cfg = trl.DPOConfig(output_dir=steps_dir, beta=beta, learning_rate=lr, per_device_train_batch_size=bs,
                                 num_train_epochs=1, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
-                                max_grad_norm=0.0, report_to=[], save_strategy="no", logging_strategy="no",
+                                max_grad_norm=1.0, report_to=[], save_strategy="no", logging_strategy="no",
                                 use_cpu=device.type == "cpu", dataloader_num_workers=0, seed=0, disable_tqdm=True)
             return trl.DPOTrainer(model=hf("policy"), ref_model=hf("reference"), args=cfg, processing_class=tok,
                                   train_dataset=datasets.Dataset.from_list(rows))
@@ -292,8 +288,10 @@ def dpo_versus_trl(args, device) -> None:
               f"|ours - TRL| = {abs(trl_first - ours_first):.1e}; same token ids as ours: {same_ids}")
         t = trainer(batch, os.path.join(d, "b"))
         _, t_trl = timed(t.train, device)
-    print(f"dpo      (TRL, {len(pairs)} pairs, batch {batch}): {len(pairs) / t_trl:8.1f} pairs/s ({t_trl:.2f} s, its "
-          f"own reference model forward per batch); ours is {t_trl / t_ours:.1f}x")
+        print(f"dpo      (TRL, {len(pairs)} pairs, batch {batch}): {len(pairs) / t_trl:8.1f} pairs/s ({t_trl:.2f} s, its "
+              f"own reference model forward per batch); ours is {t_trl / t_ours:.1f}x")
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def phase_kind(phase: str) -> str:

@@ -124,6 +124,11 @@ METHODS = ("sft", "eto", "coevo", "compare")  # plus "nll" and comma lists: see 
 LOOP_METHODS = ("nll", "eto", "coevo")  # nll: the loop with the NLL term alone, the parameter-matched control
 
 
+def run_stem(cfg) -> str:
+    """The default run-directory name before its seed: env and methods, e.g. shop-nll+eto."""
+    return f"{cfg.env}-{cfg.method.replace(',', '+')}"
+
+
 def method_list(cfg) -> list:
     """The methods run after SFT, in order: compare = eto, coevo; sft = none; else the comma list."""
     return {"compare": ["eto", "coevo"], "sft": []}.get(cfg.method, cfg.method.split(","))
@@ -136,7 +141,7 @@ def main(cfg: Config) -> str:
     check_config(cfg)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    path = cfg.resume or os.path.join(cfg.out_dir, cfg.name or f"{cfg.env}-{cfg.method.replace(',', '+')}-seed{cfg.seed}")
+    path = cfg.resume or os.path.join(cfg.out_dir, cfg.name or f"{run_stem(cfg)}-seed{cfg.seed}")
     run, t0 = RunDir(path, cfg, resume=bool(cfg.resume)), time.time()
     try:
         data = make_data(cfg)
@@ -662,7 +667,7 @@ def sweep(cfg: Config) -> None:
     t-interval over seeds), and each method minus SFT seed by seed (the paired comparison)."""
     results = {}
     for s in [int(x) for x in cfg.seeds.split(",")]:
-        c = dataclasses.replace(cfg, seed=s, seeds="", name=f"{cfg.name or cfg.env + '-' + cfg.method.replace(',', '+')}-seed{s}")
+        c = dataclasses.replace(cfg, seed=s, seeds="", name=f"{cfg.name or run_stem(cfg)}-seed{s}")
         path = os.path.join(c.out_dir, c.name)
         if os.path.isfile(os.path.join(path, "state.json")):  # a seed already (partly) run: continue it, do not redo it
             c = dataclasses.replace(c, resume=path)
