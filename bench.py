@@ -11,11 +11,15 @@
     python bench.py --threads 1           # on a busy shared machine: two threads that wait for each other on
                                           # every small op are often 10x slower than one
     python bench.py --reading runs/shop-compare-seed0    # does a trained agent read? (below)
+    python bench.py --failures runs/shop-compare-seed0   # what do its failures get wrong? (below)
 
 --reading RUN_DIR is the reading benchmark of shared/ENVS.md (property 6): the run's SFT checkpoint, greedy, on
 its test tasks and on the same tasks relabeled (envs.relabel: fresh ids and names, other orders, same meaning).
 An agent that reads its observations loses little (goal: under 10% of its reward); one that recalls names
-learned in training collapses. Only this mode imports envs.py.
+learned in training collapses. --failures RUN_DIR rolls the same checkpoint out on the run's evaluation tasks
+and sorts its failures by what went wrong (shop: which constraint the bought product misses, the price miss by how
+far its leading digit is from the budget's; lab and sql: how the episode ended), and says where each failure
+first left the oracle's path. Only these two modes import envs.py.
 
 Figures are printed, never asserted. The episodes come from a tiny built-in counting game (CountEnv below), so
 this file depends on model.py only. The model is untrained: it rarely emits the stop token, so most actions
@@ -202,6 +206,72 @@ def reading(run_dir: str, ckpt: str, n: int, device) -> None:
               f"  success % {s0:5.1f} -> {s1:5.1f}")
 
 
+def failures(run_dir: str, ckpt: str, n: int, device) -> None:
+    """What a run's checkpoint gets wrong on its evaluation tasks: one count per kind of failure, per split."""
+    import collections
+    import json
+    import os
+
+    import envs
+    cfg = json.load(open(os.path.join(run_dir, "config.json")))
+    model, renderer = M.load_checkpoint(os.path.join(run_dir, "ckpt", ckpt), device=device)
+    n, split_name = n or cfg["n_test"], cfg.get("eval_on", "test")
+    print(f"failures: {cfg['env']}, checkpoint {ckpt} of {run_dir}, {n} {split_name} tasks per split, greedy")
+    for split in ("seen", "unseen"):
+        tasks = envs.make_tasks(cfg["env"], f"{split_name}_{split}", n, cfg["seed"])
+        trajs = [t for t in M.rollout(model, renderer, lambda: envs.make_env(cfg["env"]), tasks) if not t["success"]]
+        kinds = collections.Counter(failure_kind(t) for t in trajs)
+        left = collections.Counter(first_departure(t) for t in trajs)
+        print(f"{split_name}_{split}: {len(trajs)} failures of {n} episodes")
+        for name, counts in (("what went wrong", kinds), ("first action off the oracle's path (oracle -> agent)", left)):
+            print(f"  {name}:")
+            for k, c in counts.most_common():
+                print(f"    {k:40s} {c:5d}  {100 * c / max(len(trajs), 1):5.1f}%")
+
+
+def failure_kind(traj: dict) -> str:
+    """shop: the constraints the bought product misses (type, attrs, price: +k when its tens digit is k above the
+    budget's, options), or how the episode ended without a purchase; lab and sql: how the episode ended."""
+    import envs
+    task = traj["task"]
+    if task["env"] != "shop":
+        return traj["end"]
+    env, bought = envs.make_env("shop"), None
+    env.reset(task)
+    for action in traj["messages"][1::2]:
+        product, chosen = env.item, dict(env.chosen)
+        *_, done, _ = env.step(action)
+        if done:
+            bought = product if action == "click[buy now]" else None
+            break
+    if bought is None:
+        return f"no purchase ({traj['end']})"
+    goal, missed = task["slots"]["goal"], []
+    if bought["type"] != goal["type"]:
+        missed.append("type")
+    if not set(goal["attrs"]) <= set(bought["attrs"]):
+        missed.append("attrs")
+    if bought["price"] >= goal["budget"]:
+        missed.append(f"price +{bought['price'] // 10 - goal['budget'] // 10}")
+    if any(chosen.get(dim) != value for dim, value in goal["options"].items()):
+        missed.append("options")
+    return " & ".join(missed)
+
+
+def first_departure(traj: dict) -> str:
+    """The kind of the oracle's action where the agent first did something else, and the kind of what it did."""
+    import envs
+    def kind(a):  # shop: search, page, buy, click id (ids are one letter), click option; lab, sql: the first word
+        if a in ("click[next >]", "click[< prev]", "click[buy now]", "click[back]"):
+            return a[6:-1].strip("<> ")
+        if a.startswith("click["):
+            return "click id" if len(a) == 8 else "click option"
+        return a.split("[")[0] if "[" in a else (a.split() or ["(empty)"])[0]
+    ours, oracle = traj["messages"][1::2], envs.oracle(traj["task"])["messages"][1::2]
+    k = next((i for i, (a, b) in enumerate(zip(ours, oracle)) if a != b), min(len(ours), len(oracle)))
+    return f"{kind(oracle[k]) if k < len(oracle) else 'done'} -> {kind(ours[k]) if k < len(ours) else 'stopped'}"
+
+
 def count_pairs(renderer, n: int) -> list:
     """n single-turn preference pairs of the counting game: (prompt, right continuation, wrong continuation)."""
     out = []
@@ -341,14 +411,17 @@ def main():
     p.add_argument("--train-steps", type=int, default=5, help="timed training steps")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     p.add_argument("--reading", metavar="RUN_DIR", default="", help="run the reading benchmark on this run instead")
-    p.add_argument("--ckpt", default="sft_0_train", help="--reading: which checkpoint under RUN_DIR/ckpt")
-    p.add_argument("--n", type=int, default=0, help="--reading: tasks per split (0 = the run's n_test)")
+    p.add_argument("--failures", metavar="RUN_DIR", default="", help="sort a run's failures by kind instead")
+    p.add_argument("--ckpt", default="sft_0_train", help="--reading, --failures: which checkpoint under RUN_DIR/ckpt")
+    p.add_argument("--n", type=int, default=0, help="--reading, --failures: tasks per split (0 = the run's n_test)")
     args = p.parse_args()
     device = M.pick_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.reading:
         return reading(args.reading, args.ckpt, args.n, device)
+    if args.failures:
+        return failures(args.failures, args.ckpt, args.n, device)
     if args.mode == "loop":
         return loop(args.run)
     if args.mode == "dpo":

@@ -387,3 +387,30 @@ def test_command_line(capsys, monkeypatch):
     monkeypatch.setattr("builtins.input", eof)
     envs.main(["lab", "--play"])
     assert "bye" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------------ failure diagnosis
+def test_failure_diagnosis_names_each_scripted_near_miss():
+    """bench.py --failures sorts an agent's failures by what went wrong; on the shop's scripted near-misses it must
+    name the one constraint each misses (a buyer of the over-budget twin missed the price, and so on)."""
+    bench = pytest.importorskip("bench")  # imports torch and model.py, no more
+    expected = {"sibling": "attrs", "other_type": "type", "option_wrong": "options", "option_unclicked": "options",
+                "options_unclicked": "options", "no_purchase": "no purchase (timeout)"}
+    seen = set()
+    for task in envs.make_tasks("shop", "train", 40, seed=0):
+        oracle = envs.oracle(task)
+        assert bench.failure_kind(oracle) == "" and bench.first_departure(oracle) == "done -> stopped"
+        for name, actions in envs.scripted_failures(task).items():
+            kind = bench.failure_kind(envs.replay(task, actions))
+            seen.add(name)
+            if name == "over_budget":
+                budget, bought = task["slots"]["goal"]["budget"], next(
+                    p for p in task["slots"]["products"] if f"click[{p['id']}]" in actions)
+                assert kind == f"price +{bought['price'] // 10 - budget // 10}", (task["id"], kind)
+            elif name == "other_category":
+                assert kind.startswith("type"), (task["id"], kind)
+            else:
+                assert kind == expected[name], (task["id"], name, kind)
+    assert seen >= set(expected) | {"over_budget", "other_category"}
+    lab = envs.make_tasks("lab", "train", 1, seed=0)[0]
+    assert bench.failure_kind(envs.replay(lab, [])) == "timeout"  # lab and sql: how the episode ended
