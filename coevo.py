@@ -112,6 +112,7 @@ class Config:
     reference: str = "iteration"  # iteration (each agent at the start of the iteration, ETO) | sft (fixed SFT model)
     eto_truncate_turns: int = 5  # ETO: a rejected trajectory keeps at most the expert's turns + this many
     cut_at_divergence: bool = False  # expert pairs: rejected side cut after its first action unlike the chosen's
+    fresh_worlds: bool = False  # explore the training tasks relabeled afresh each iteration (envs.relabel: new ids, names, orders; same meaning), paired with the oracle there: SFT saw each training world 10-15 times and recalls its ids (docs/results.md)
     # --- schedule
     iterations: int = 3  # K: exploration-update rounds after SFT
 
@@ -179,9 +180,12 @@ def run_method(cfg: Config, method: str, run: RunDir, data: dict, renderer, sft_
     # ETO explores where it can pair with e*; co-evolution also explores tasks without one, for failure pairs
     explored = data["train"][:max(cfg.explore_tasks, cfg.n_expert)] if method == "coevo" else tasks
     greedy = lambda trajs: trajs[:len(explored)]  # explore() returns the greedy rollouts first, one per task
+    originals = explored
     own = []  # the target's rollouts of the previous iteration
     for k in range(1, cfg.iterations + 1):
         tag = f"{method}/{k}"
+        if cfg.fresh_worlds:  # the same tasks in worlds drawn afresh, so that exploring them takes reading, not recall
+            explored, experts, tasks = fresh_worlds(originals, len(data["experts"]), k)
         ref_path = sft_path if cfg.reference == "sft" else ""
         # 1. Explore: the target (greedy + optional samples) and the failure agent (samples) on the explored tasks
         def explore_target():  # from iteration 2 on, also what changed task by task since the last iteration
@@ -266,6 +270,14 @@ def sft(cfg: Config, model, renderer, experts: list, run: RunDir, phase: str) ->
         run.log(phase, epoch=epoch, nll=loss.item())
     bar.close()
     model.eval()
+
+
+def fresh_worlds(explored: list, n_expert: int, k: int) -> tuple:
+    """--fresh-worlds, iteration k: the explored tasks relabeled (same instruction and meaning; fresh ids, names and
+    orders), the oracle's trajectory in each of the first n_expert of them (the expert tasks), and those tasks."""
+    worlds = [envs.relabel(t, seed=k) for t in explored]
+    experts = [dict(envs.oracle(t), agent="expert") for t in worlds[:n_expert]]
+    return worlds, experts, worlds[:n_expert]
 
 
 def explore(cfg: Config, agent, renderer, tasks: list, samples: int, temperature: float, seed: int,

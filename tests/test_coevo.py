@@ -57,6 +57,20 @@ def test_cut_at_divergence_keeps_the_first_wrong_action_only():
     assert g["a"][0][1]["messages"] == cut["messages"] and g["hard"][0]["messages"] == cut["messages"]
 
 
+@pytest.mark.parametrize("env_name", envs.ENV_NAMES)
+def test_fresh_worlds_are_the_same_tasks_in_new_worlds_with_the_oracle_there(env_name):
+    # --fresh-worlds: SFT trained on each expert task's one world many times and can recall its ids, so exploring
+    # that world again measures recall; the same task relabeled takes reading. The expert of a pair must be the
+    # oracle in the new world (the old world's ids name nothing there), and each iteration draws other worlds.
+    tasks = envs.make_tasks(env_name, "train", 30, seed=0)
+    worlds, experts, expert_tasks = coevo.fresh_worlds(tasks, 20, k=1)
+    assert [w["id"] for w in worlds] == [t["id"] + "-relabeled" for t in tasks] and expert_tasks == worlds[:20]
+    assert all(w["slots"] != t["slots"] for w, t in zip(worlds, tasks))
+    assert all(e["task"] is w and e["reward"] == 1.0 and e["agent"] == "expert" for e, w in zip(experts, worlds))
+    assert [w["slots"] for w in coevo.fresh_worlds(tasks, 20, k=2)[0]] != [w["slots"] for w in worlds]
+    assert [w["slots"] for w in coevo.fresh_worlds(tasks, 20, k=1)[0]] == [w["slots"] for w in worlds]  # resumable
+
+
 def test_failure_pairs_gap_successes_and_tasks():
     tgt = [traj("u", 0.5, ("a",)), traj("u", 1.0, ("s",)), traj("v", 0.2, ("b",))]
     fail = [traj("u", 0.8, ("c",)), traj("u", 0.55, ("d",)), traj("v", 0.9, ("e",)), traj("w", 0.7, ("f",))]
@@ -163,6 +177,7 @@ def smoke(tmp_path, name, **kw):
          cut_at_divergence=True),
     dict(method="coevo", env="lab"), dict(method="coevo", env="sql"), dict(method="sft", sft_obs_coef=1.0),
     dict(method="nll,eto", eto_dpo_coef=0.02, eto_sft_coef=1.0), dict(method="coevo", anchor_obs_coef=1.0),
+    dict(method="eto,coevo", fresh_worlds=True, iterations=2),
 ])
 def test_every_method_and_ablation_runs(tmp_path, kw):
     cfg = smoke(tmp_path, "r", **kw)
