@@ -15,6 +15,7 @@
 
 --reading RUN_DIR is the reading benchmark of shared/ENVS.md (property 6): the run's SFT checkpoint, greedy, on
 its test tasks and on the same tasks relabeled (envs.relabel: fresh ids and names, other orders, same meaning).
+With --split train it reads the run's expert tasks instead, the worlds SFT trained on: a gap there is recall.
 An agent that reads its observations loses little (goal: under 10% of its reward); one that recalls names
 learned in training collapses. --failures RUN_DIR rolls the same checkpoint out on the run's evaluation tasks
 and sorts its failures by what went wrong (shop: which constraint the bought product misses, the price miss by how
@@ -184,18 +185,21 @@ def train_throughput(model, device, batch, seq_len, steps):
     return batch * seq_len * steps / seconds
 
 
-def reading(run_dir: str, ckpt: str, n: int, device) -> None:
-    """Greedy reward of a run's checkpoint on its test tasks, original vs relabeled, per split."""
+def reading(run_dir: str, ckpt: str, n: int, device, splits: str = "test") -> None:
+    """Greedy reward of a run's checkpoint on its test tasks (or valid, or its expert training tasks: the worlds
+    SFT trained on and ETO explores), original vs relabeled, per split."""
     import json
     import os
 
     import envs
     cfg = json.load(open(os.path.join(run_dir, "config.json")))
     model, renderer = M.load_checkpoint(os.path.join(run_dir, "ckpt", ckpt), device=device)
-    n = n or cfg["n_test"]
+    n = n or (cfg["n_expert"] if splits == "train" else cfg["n_test"])
     print(f"reading benchmark: {cfg['env']}, checkpoint {ckpt} of {run_dir}, {n} tasks per split, greedy")
-    for split in ("test_seen", "test_unseen"):
-        tasks = envs.make_tasks(cfg["env"], split, n, cfg["seed"])
+    for split in ("train",) if splits == "train" else (f"{splits}_seen", f"{splits}_unseen"):
+        tasks = (envs.make_tasks(cfg["env"], split, cfg["n_train"], cfg["seed"])[:min(n, cfg["n_expert"])]
+                 if split == "train" else envs.make_tasks(cfg["env"], split, n, cfg["seed"]))
+        n = len(tasks)
         scores = []
         for ts in (tasks, [envs.relabel(t, seed=0) for t in tasks]):
             trajs = M.rollout(model, renderer, lambda: envs.make_env(cfg["env"]), ts)
@@ -413,13 +417,15 @@ def main():
     p.add_argument("--reading", metavar="RUN_DIR", default="", help="run the reading benchmark on this run instead")
     p.add_argument("--failures", metavar="RUN_DIR", default="", help="sort a run's failures by kind instead")
     p.add_argument("--ckpt", default="sft_0_train", help="--reading, --failures: which checkpoint under RUN_DIR/ckpt")
+    p.add_argument("--split", default="test", choices=["test", "valid", "train"],
+                   help="--reading: test (seen and unseen), valid, or train (the run's expert tasks, which SFT trained on)")
     p.add_argument("--n", type=int, default=0, help="--reading, --failures: tasks per split (0 = the run's n_test)")
     args = p.parse_args()
     device = M.pick_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.reading:
-        return reading(args.reading, args.ckpt, args.n, device)
+        return reading(args.reading, args.ckpt, args.n, device, args.split)
     if args.failures:
         return failures(args.failures, args.ckpt, args.n, device)
     if args.mode == "loop":
