@@ -80,6 +80,7 @@ class Config:
     sft_epochs: int = 10  # passes over the expert trajectories (40 with 300 experts: SFT solves all 300, nothing to pair)
     sft_lr: float = 3e-3  # AdamW learning rate, cosine-decayed to 10%
     sft_obs_coef: float = 1.0  # weight of the NLL of the observation tokens in SFT (a from-scratch model's stand-in for pretraining); 0 = actions only
+    sft_fresh_worlds: bool = False  # each SFT epoch after the first trains on the expert tasks relabeled afresh (oracle there): SFT cannot recall the worlds ETO explores (docs/results.md)
     batch_size: int = 16  # trajectories (SFT) or pairs/groups (DPO) per optimizer step
     # --- exploration (step 1)
     explore_tasks: int = 600  # co-evolution: training tasks both agents explore (the expert tasks first); failure
@@ -238,11 +239,14 @@ def run_method(cfg: Config, method: str, run: RunDir, data: dict, renderer, sft_
 # The steps: 0 SFT, 1 explore, 2 and 5 pairs, 3 and 6 preference updates and their losses, 7 evaluate
 def sft(cfg: Config, model, renderer, experts: list, run: RunDir, phase: str) -> None:
     """Step 0: behaviour cloning, NLL of the expert's action tokens only (observations are context, not targets)."""
-    seqs = [renderer.render(t["messages"]) for t in experts]
-    too_long = [t["task"]["id"] for t, (ids, _) in zip(experts, seqs) if len(ids) > model.cfg.max_position_embeddings]
-    if too_long:
-        raise SystemExit(f"coevo: {len(too_long)} expert trajectories (e.g. {too_long[0]}) are longer than the model's "
-                         f"context of {model.cfg.max_position_embeddings} tokens; raise --context or pick another env")
+    def render(trajs):
+        seqs = [renderer.render(t["messages"]) for t in trajs]
+        too_long = [t["task"]["id"] for t, (ids, _) in zip(trajs, seqs) if len(ids) > model.cfg.max_position_embeddings]
+        if too_long:
+            raise SystemExit(f"coevo: {len(too_long)} expert trajectories (e.g. {too_long[0]}) are longer than the model's "
+                             f"context of {model.cfg.max_position_embeddings} tokens; raise --context or pick another env")
+        return seqs
+    seqs = render(experts)
     steps = cfg.sft_epochs * math.ceil(len(seqs) / cfg.batch_size)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.sft_lr, weight_decay=0.0)
     # cosine decay to 10% of the peak: the toy model overfits 300 trajectories if the rate stays high
@@ -250,6 +254,8 @@ def sft(cfg: Config, model, renderer, experts: list, run: RunDir, phase: str) ->
     rng, model = random.Random(phase_seed(cfg, phase)), model.train()
     bar = M.progress_bar(steps, phase)
     for epoch in range(cfg.sft_epochs):
+        if cfg.sft_fresh_worlds and epoch > 0:  # the same tasks, another world each epoch: read, nothing to recall
+            seqs = render(fresh_worlds([t["task"] for t in experts], len(experts), 1000 + epoch)[1])
         order = rng.sample(range(len(seqs)), len(seqs))
         for b in range(0, len(order), cfg.batch_size):
             ids, mask = M.collate([seqs[i] for i in order[b:b + cfg.batch_size]], renderer.pad_id, cfg.device)
@@ -273,7 +279,7 @@ def sft(cfg: Config, model, renderer, experts: list, run: RunDir, phase: str) ->
 
 
 def fresh_worlds(explored: list, n_expert: int, k: int) -> tuple:
-    """--fresh-worlds, iteration k: the explored tasks relabeled (same instruction and meaning; fresh ids, names and
+    """--fresh-worlds, iteration k (--sft-fresh-worlds: epoch 1000 + k): the explored tasks relabeled (same instruction and meaning; fresh ids, names and
     orders), the oracle's trajectory in each of the first n_expert of them (the expert tasks), and those tasks."""
     worlds = [envs.relabel(t, seed=k) for t in explored]
     experts = [dict(envs.oracle(t), agent="expert") for t in worlds[:n_expert]]

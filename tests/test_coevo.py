@@ -178,6 +178,7 @@ def smoke(tmp_path, name, **kw):
     dict(method="coevo", env="lab"), dict(method="coevo", env="sql"), dict(method="sft", sft_obs_coef=1.0),
     dict(method="nll,eto", eto_dpo_coef=0.02, eto_sft_coef=1.0), dict(method="coevo", anchor_obs_coef=1.0),
     dict(method="eto,coevo", fresh_worlds=True, iterations=2),
+    dict(method="nll", sft_fresh_worlds=True),
 ])
 def test_every_method_and_ablation_runs(tmp_path, kw):
     cfg = smoke(tmp_path, "r", **kw)
@@ -373,3 +374,14 @@ def test_sweep_prints_spread_and_paired_gaps(tmp_path, capsys):
     before = (tmp_path / "sw-seed1" / "metrics.jsonl").read_text()
     coevo.sweep(smoke(tmp_path, "sw", method="eto", seeds="0,1"))
     assert (tmp_path / "sw-seed1" / "metrics.jsonl").read_text() == before and "| eto - sft |" in capsys.readouterr().out
+
+
+def test_sft_fresh_worlds_trains_each_epoch_after_the_first_in_another_world(tmp_path, monkeypatch):
+    # the first epoch sees the expert tasks' own worlds (the ones ETO later explores, with their fixed e*), every
+    # later epoch a relabeling of its own, so SFT learns to read them and cannot recall them
+    calls = []
+    real = coevo.fresh_worlds
+    monkeypatch.setattr(coevo, "fresh_worlds", lambda tasks, n, k: calls.append((len(tasks), n, k)) or real(tasks, n, k))
+    cfg = smoke(tmp_path, "f", method="sft", sft_fresh_worlds=True, sft_epochs=3)
+    coevo.main(cfg)
+    assert calls == [(cfg.n_expert, cfg.n_expert, 1001), (cfg.n_expert, cfg.n_expert, 1002)]
