@@ -259,16 +259,16 @@ class ToyShop(_Env):
         buy waterproof jacket, color green, size large, under $70.
         > search[waterproof jacket]
         page 1 of 3
-        wool waterproof jacket $72 z97
-        waterproof organic jacket $73 s01
-        organic waterproof jacket $78 a23
+        wool waterproof jacket $72 [z]
+        waterproof organic jacket $73 [s]
+        organic waterproof jacket $78 [a]
         > click[next >]
         page 2 of 3
-        slim waterproof jacket $24 e54
-        cotton slim jacket $21 g85
-        waterproof light sandals $57 v02
-        > click[e54]
-        slim waterproof jacket $24 e54
+        slim waterproof jacket $24 [e]
+        cotton slim jacket $21 [g]
+        waterproof light sandals $57 [v]
+        > click[e]
+        slim waterproof jacket $24 [e]
         color: red black green
         size: small large
         > click[green]
