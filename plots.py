@@ -151,15 +151,15 @@ def plot_preferences(plt, phases: dict, path: str) -> None:
 
 def plot_run(run_dir: str, out_dir: str = "") -> list:
     """Write the four PNGs of a run; returns their paths."""
+    phases = by_phase(read_metrics(run_dir))  # the folder first: a wrong path is the likelier mistake
+    if not phases:
+        raise SystemExit(f"plot: {run_dir!r} has no finished phase yet; nothing to plot")
     try:
         import matplotlib
         matplotlib.use("Agg")  # files only, no display needed
         import matplotlib.pyplot as plt
     except ImportError:
         raise SystemExit("plot: matplotlib is not installed (it is optional, only plots need it): pip install matplotlib")
-    phases = by_phase(read_metrics(run_dir))
-    if not phases:
-        raise SystemExit(f"plot: {run_dir!r} has no finished phase yet; nothing to plot")
     out_dir = out_dir or os.path.join(run_dir, "plots")
     os.makedirs(out_dir, exist_ok=True)
     paths = []
