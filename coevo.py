@@ -165,7 +165,8 @@ def main(cfg: Config) -> str:
                       f"decoding on {cfg.n_test} tasks per {cfg.eval_on} split, ± the half-width of the 95% interval over tasks; "
                       f"'X - sft' rows: mean per-task difference on the same tasks [95% interval], * where it excludes "
                       f"0. Wall time of this invocation: {minutes:.1f} min.\n")
-        print(f"\n{table}\n\n({minutes:.1f} min; details in {path}/metrics.jsonl, summary.md, transcripts.md)")
+        written = [f for f in ("metrics.jsonl", "summary.md", "transcripts.md") if os.path.isfile(run.file(f))]
+        print(f"\n{table}\n\n({minutes:.1f} min; details in {path}/{', '.join(written)})")  # transcripts: coevo only
         return table
     finally:
         run.release()

@@ -180,10 +180,13 @@ def smoke(tmp_path, name, **kw):
     dict(method="eto,coevo", fresh_worlds=True, iterations=2),
     dict(method="nll", sft_fresh_worlds=True),
 ])
-def test_every_method_and_ablation_runs(tmp_path, kw):
+def test_every_method_and_ablation_runs(tmp_path, kw, capsys):
     cfg = smoke(tmp_path, "r", **kw)
     table = coevo.main(cfg)
     run = tmp_path / "r"
+    # the closing line points at the files this run wrote, and only those (transcripts.md: co-evolution runs)
+    named = capsys.readouterr().out.rstrip().rsplit("details in ", 1)[1].rstrip(")").split("/")[-1].split(", ")
+    assert named and all((run / f).is_file() for f in named) and ("transcripts.md" in named) == ("coevo" in cfg.method)
     records = [json.loads(l) for l in open(run / "metrics.jsonl")]
     assert "sft" in table and any(r["phase"].endswith("7_evaluate") for r in records)
     evaluation = next(r for r in records if r["phase"].endswith("7_evaluate"))["test_unseen"]
