@@ -23,30 +23,8 @@ non-ASCII or unparseable action, or one that cannot apply here, costs a step and
 (valid=False). Nothing raises. Tasks are JSON-able dicts; everything is deterministic from the seed
 (random.Random instances and hashlib, never the global RNG or the per-process salted hash()).
 
-Deviations from shared/ENVS.md, and why:
-1. All: actions are lowercased and their whitespace collapsed before parsing (one spelling per action);
-   an action that cannot apply here is invalid, as in ALFWorld, rather than a message of its own.
-2. Splits: a seen task goes to train, valid_seen or test_seen by a sha256 bucket of its first observation
-   (70 / 10 / 20%), so no two of them share one; valid_unseen and test_unseen hold the held-out compositions,
-   in the valid and test buckets. Settings are chosen on the valid splits, results reported on the test ones
-   never share an (instruction, world) pair; test_unseen tasks use the test bucket too.
-3. Shop: a product id is one letter drawn afresh per shop (`[k]`, the same token on the page and in
-   `click[k]`), printed last on its line, after the title and price that decide whether to click it: a ~1M
-   model trained from scratch did not learn to select and copy long codes printed first (docs/envs.md has the
-   measurements); a fresh letter per shop still names nothing across episodes; `search[...]` works from any page; goals ask for one or two
-   attributes (two reward denominators, more failure levels). Each episode's shop is drawn from the task's
-   seed with the confusers WebShop's near-misses need; WebShop's 1.18M products cannot be memorised, and
-   an earlier fixed 160-product catalog was: an SFT agent bought by remembered id (docs/envs.md).
-4. Lab: the find instruction names the target ("find the moss"); two boxes; state change and mix have 4
-   ordered subgoals, find and measure 3, each family one optional subgoal. So some near-misses differ from
-   the sketch: forgot the stove 0.70 (sketch 0.83), wrong box after measuring 0.917 (0.95).
-5. SQL: books(title, genre, year, city) instead of pages, so the held-out cars schema shares `year` and
-   `city` with training; an 8th template ("at least") gives the `>` for `>=` near-miss; a generated task is
-   kept only if every scripted near-miss lands in its band (ENVS: reject tasks whose near-misses score 1);
-   results are cut to 6 rows / 18 tokens ("more."), words outside the lexicon print as "?", and sqlite
-   errors pass through a fixed set of messages, so the vocabulary stays closed. The table's name is a
-   fresh code per episode (InterCode's agent must explore a database it has not seen; a fixed name per
-   schema could be recalled from the question's words without running `show tables`).
+What each env mirrors from its benchmark, point by point, and where and why it deviates from shared/ENVS.md:
+docs/envs.md. `python envs.py ENV --show 1 --near-miss` prints an oracle episode and a near-miss.
 """
 import argparse
 import functools
@@ -255,28 +233,6 @@ class ToyShop(_Env):
 
     Reward (WebShop's, exact matching): r_type * (attrs matched + options matched + price ok) / (|attrs| +
     |options| + 1), r_type 1 for the asked type, 0.5 for another type of its category, 0 otherwise.
-    Worked transcript (oracle on shop-train-0000, seed 0; the first three waterproof jackets are over budget):
-        buy waterproof jacket, color green, size large, under $70.
-        > search[waterproof jacket]
-        page 1 of 3
-        wool waterproof jacket $72 [z]
-        waterproof organic jacket $73 [s]
-        organic waterproof jacket $78 [a]
-        > click[next >]
-        page 2 of 3
-        slim waterproof jacket $24 [e]
-        cotton slim jacket $21 [g]
-        waterproof light sandals $57 [v]
-        > click[e]
-        slim waterproof jacket $24 [e]
-        color: red black green
-        size: small large
-        > click[green]
-        selected color green.
-        > click[large]
-        selected size large.
-        > click[buy now]
-        thank you for your order.                      (reward 1.0)
     """
     max_steps = 10
 
@@ -463,21 +419,6 @@ class ToyLab(_Env):
     Score = k/n + w * u/m, capped at 1 (k of n ordered subgoals, u of m optional ones, w = 1/(n+1) unless
     optional_weight is given). Focusing on a wrong object ends the episode. The reward is the best score
     reached in the episode (ETO's rule); reward="final" scores the last state instead (0 after a wrong focus).
-    Worked transcript (oracle on lab-test_unseen-0012, seed 0; it searches rooms in the order of ROOMS):
-        your task is to melt the wax. focus on it first.
-        garden: empty.
-        > go to kitchen
-        kitchen: stove, wax, freezer.
-        > focus on wax
-        you focus on the wax.
-        > take wax
-        you take the wax.
-        > put wax in stove
-        you put the wax in the stove.
-        > activate stove
-        the stove is on.
-        > wait
-        you wait. the wax melts. task complete.     (reward 1.0; without the wait: 3/4 + 1/5 = 0.95)
     """
     max_steps = 15
 
@@ -870,15 +811,6 @@ class ToySQL(_Env):
     Actions: execute[<sql>] (read-only; `show tables` and `desc <table>` are emulated) and submit, which
     scores the last result: multiset IoU with the gold result, times the clamped Kendall correlation when the
     gold query orders. An error, no result or a timeout scores 0.
-    Worked transcript (an oracle episode; the table's name is drawn per episode):
-        list the name where dept is legal and city is oslo.
-        > execute[show tables]
-        w05
-        > execute[select name from w05 where dept = 'legal' and city = 'oslo']
-        dan
-        max
-        > submit
-        submitted.                                     (reward 1.0; dropping the city condition: 0.5)
     """
     max_steps = 10
 

@@ -416,15 +416,14 @@ def test_failure_diagnosis_names_each_scripted_near_miss():
     assert bench.failure_kind(envs.replay(lab, [])) == "timeout"  # lab and sql: how the episode ended
 
 
-@pytest.mark.parametrize("env_class,task_id", [(envs.ToyShop, "shop-train-0000"), (envs.ToyLab, "lab-test_unseen-0012")])
-def test_the_worked_transcripts_in_the_docstrings_are_what_the_oracle_does(env_class, task_id):
-    # the docstrings show an episode to read before the code; pin them to the code, or a change to the world
-    # (the shop's ids became bracketed letters) leaves a transcript that no episode ever printed
-    doc = env_class.__doc__.split("Worked transcript")[1].split("\n", 1)[1]
-    shown = [re.sub(r"\s{3,}\(reward.*\)$", "", line.strip()) for line in doc.strip().splitlines()]
-    env_name, split, index = task_id.split("-")
-    task = envs.make_tasks(env_name, split, int(index) + 1, 0)[int(index)]
-    traj = envs.oracle(task)
-    assert task["id"] == task_id and traj["reward"] == 1.0
-    printed = [("> " + m if i % 2 else m) for i, m in enumerate(traj["messages"])]
-    assert shown == [line for m in printed for line in m.split("\n")]
+def test_the_episodes_in_docs_envs_md_are_what_the_cli_prints(capsys):
+    # docs/envs.md shows one oracle episode and its closest near-miss per env, to read before the code; pin them
+    # to the code, or a change to the world (the shop's ids became bracketed letters) leaves transcripts that no
+    # episode ever printed
+    doc = open(os.path.join(ROOT, "docs", "envs.md")).read().split("## One episode each")[1].split("\n## ")[0]
+    blocks = re.findall(r"```\n(---.*?)```", doc, re.S)
+    assert [b.split()[1].split("-")[0] for b in blocks] == ["shop", "lab", "sql"]
+    for block in blocks:
+        env_name, split, index = block.split()[1].split("-")
+        envs.main([env_name, "--split", split, "--show", str(int(index) + 1), "--near-miss"])
+        assert block in capsys.readouterr().out
