@@ -104,6 +104,7 @@ class Config:
     sft_coef: float = 0.5  # weight of the NLL of the expert trajectory; 0 disables
     eto_dpo_coef: float = 1.0  # ETO's update: weight of DPO on (expert, own failure) (1 with eto_sft_coef 0 = pure DPO, ETO's recipe)
     eto_sft_coef: float = 0.0  # ETO's update: weight of the NLL of the expert (the anchor co-evolution's loss has; 0 = ETO's recipe)
+    anchor_all_experts: bool = False  # that NLL term covers every expert trajectory (SFT's data replayed), not only the tasks that gave a pair
     anchor_obs_coef: float = 0.0  # that NLL term also fits the expert's observation tokens, weighted so (as SFT does with --sft-obs-coef); 0 = actions only
     ff_coef: float = 0.0  # weight of DPO on (better, worse) failure pairs of the target; needs target_samples >= 1; 0 off
     listwise: bool = False  # hard-negative term as a listwise softmax over negatives instead of mean pairwise DPO
@@ -395,13 +396,13 @@ def build_target_groups(cfg: Config, experts: list, own: list, hard: list, metho
         if cfg.cut_at_divergence:
             a = [(c, cut_at_divergence(c, r)) for c, r in a]
         if method in ("eto", "nll"):  # ETO (and its NLL-only control): the experts with a pair of kind (a)
-            groups += [{"expert": e, "a": a, "hard": [], "c": []}] if a else []
+            groups += [{"expert": e, "a": a, "hard": [], "c": []}] if a or cfg.anchor_all_experts else []
             continue
         h = [t for t in hard_by.get(tid, []) if not t["success"] and t["reward"] >= cfg.hn_threshold]
         h = [cut_at_divergence(e, t) for t in h] if cfg.cut_at_divergence else h
         fails = [t for t in own_by.get(tid, []) if not t["success"]]
         c = build_failure_pairs(fails, [], cfg.failure_min_gap, within_agent=True) if cfg.ff_coef > 0 else []
-        if a or h or c:
+        if a or h or c or cfg.anchor_all_experts:  # all: an expert without pairs still gets the NLL anchor
             groups.append({"expert": e, "a": a, "hard": h, "c": c})
     return groups
 

@@ -101,6 +101,20 @@ def test_target_groups_kinds():
     assert g["hard"] == [] and g["c"] == []                     # ETO: pairs (a) only
 
 
+
+@pytest.mark.parametrize("method", ["nll", "eto", "coevo"])
+def test_anchor_all_experts_keeps_experts_the_target_already_solves(method):
+    # the NLL anchor normally sees only the experts of tasks that gave a pair: the target's failures, a skewed
+    # subset of what SFT fit; --anchor-all-experts replays every expert, the solved tasks' with no pair at all
+    solved, failed = dict(traj("s", 1.0, ("x",)), agent="expert"), dict(traj("f", 1.0, ("y",)), agent="expert")
+    own = [traj("s", 1.0, ("x",)), traj("f", 0.4, ("z",))]
+    paired = coevo.build_target_groups(coevo.Config(), [solved, failed], own, [], method)
+    assert [g["expert"]["task"]["id"] for g in paired] == ["f"]
+    everyone = coevo.build_target_groups(coevo.Config(anchor_all_experts=True), [solved, failed], own, [], method)
+    assert [g["expert"]["task"]["id"] for g in everyone] == ["s", "f"]
+    assert everyone[0]["a"] == everyone[0]["hard"] == everyone[0]["c"] == [] and len(everyone[1]["a"]) == 1
+
+
 # ---------------------------------------------------------------------------------------------- one update
 def test_target_update_moves_policy_not_reference(tmp_path):
     cfg = coevo.Config(preset="smoke", **coevo.PRESETS["smoke"], out_dir=str(tmp_path), env="shop")
