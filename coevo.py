@@ -703,10 +703,13 @@ def sweep(cfg: Config) -> None:
               f"an interval that holds 0 is no measurable difference\n{HEADER}")
         for m, rows in paired_gaps(results).items():
             print(f"| {m} - sft | " + " | ".join(cell(c) for c in zip(*rows)) + " |")
-    if "nll" in results and len(results) > 2:  # what the preference pairs add beyond the same updates' imitation
-        print(f"\nminus the nll control on the same seed: mean ± std [95% interval]\n{HEADER}")
-        for m, rows in paired_gaps(results, "nll").items():
-            print(f"| {m} - nll | " + " | ".join(cell(c) for c in zip(*rows)) + " |")
+    # what the preference pairs add beyond the same updates' imitation; what the hard negatives add beyond ETO
+    for base, label in (("nll", "the nll control"), ("eto", "ETO")):
+        gaps = {m: rows for m, rows in paired_gaps(results, base).items() if m != "nll"} if base in results else {}
+        if gaps:
+            print(f"\nminus {label} on the same seed: mean ± std [95% interval]\n{HEADER}")
+            for m, rows in gaps.items():
+                print(f"| {m} - {base} | " + " | ".join(cell(c) for c in zip(*rows)) + " |")
 
 
 # -----------------------------------------------------------------------------------------------------------

@@ -383,13 +383,15 @@ def test_phase_summary_line_rounds_nested_evaluation_results():
 
 
 def test_sweep_prints_spread_and_paired_gaps(tmp_path, capsys):
-    coevo.sweep(smoke(tmp_path, "sw", method="eto", seeds="0,1"))
+    coevo.sweep(smoke(tmp_path, "sw", method="eto,coevo", seeds="0,1"))
     out = capsys.readouterr().out
     assert (tmp_path / "sw-seed0" / "summary.md").exists() and (tmp_path / "sw-seed1" / "summary.md").exists()
-    assert "over seeds 0,1: mean ± std" in out and "| eto - sft |" in out
+    assert "over seeds 0,1: mean ± std" in out and "| eto - sft |" in out and "| coevo - sft |" in out
+    # the paper's comparison, seed by seed: co-evolution against ETO (no nll here, so no table against it)
+    assert "minus ETO on the same seed" in out and "| coevo - eto |" in out and "- nll |" not in out
     # run again: the finished seeds are read back, not redone (a killed sweep continues where it stopped)
     before = (tmp_path / "sw-seed1" / "metrics.jsonl").read_text()
-    coevo.sweep(smoke(tmp_path, "sw", method="eto", seeds="0,1"))
+    coevo.sweep(smoke(tmp_path, "sw", method="eto,coevo", seeds="0,1"))
     assert (tmp_path / "sw-seed1" / "metrics.jsonl").read_text() == before and "| eto - sft |" in capsys.readouterr().out
 
 
