@@ -186,14 +186,15 @@ def results_table(evals: dict) -> str:
     """Each method's final numbers with 95% intervals over the test tasks, then each method minus SFT on the
     same tasks: the interval of the mean of per-task differences (a paired t-interval). Differences between
     methods are far smaller than differences between tasks, so only the paired interval can show them. With the
-    `nll` control in the run, each preference method minus it too: what the pairs add beyond more imitation."""
+    `nll` control in the run, each preference method minus it too: what the pairs add beyond more imitation; with
+    ETO in the run, co-evolution minus ETO: what the hard negatives add."""
     lines = [HEADER]
     for m, ev in evals.items():
         lines.append(f"| {m} | " + " | ".join(f"{v:.1f} ± {h:.1f}" for v, h in (
             (s * c for c in mean_ci(per_task(ev, split, metric))) for split, metric, s in METRICS)) + " |")
-    for base in ("sft", "nll"):
+    for base in ("sft", "nll", "eto"):  # eto: co-evolution minus ETO, the paper's comparison
         for m, ev in evals.items():
-            if m not in ("sft", base) and base in evals:
+            if m not in ("sft", base) and base in evals and (base == "sft" or m != "nll"):
                 cells = []
                 for split, metric, scale in METRICS:  # success in % points, like its column
                     diff = [scale * (a - b) for a, b in zip(per_task(ev, split, metric), per_task(evals[base], split, metric))]

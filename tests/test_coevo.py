@@ -104,11 +104,11 @@ def test_target_groups_kinds():
 
 @pytest.mark.parametrize("method", ["nll", "eto", "coevo"])
 def test_anchor_all_experts_keeps_experts_the_target_already_solves(method):
-    # the NLL anchor normally sees only the experts of tasks that gave a pair: the target's failures, a skewed
-    # subset of what SFT fit; --anchor-all-experts replays every expert, the solved tasks' with no pair at all
+    # the paper's NLL anchor sees only the experts of tasks that gave a pair: the target's failures, a skewed
+    # subset of what SFT fit; --anchor-all-experts (the default) replays every expert, the solved tasks' with no pair
     solved, failed = dict(traj("s", 1.0, ("x",)), agent="expert"), dict(traj("f", 1.0, ("y",)), agent="expert")
     own = [traj("s", 1.0, ("x",)), traj("f", 0.4, ("z",))]
-    paired = coevo.build_target_groups(coevo.Config(), [solved, failed], own, [], method)
+    paired = coevo.build_target_groups(coevo.Config(anchor_all_experts=False), [solved, failed], own, [], method)
     assert [g["expert"]["task"]["id"] for g in paired] == ["f"]
     everyone = coevo.build_target_groups(coevo.Config(anchor_all_experts=True), [solved, failed], own, [], method)
     assert [g["expert"]["task"]["id"] for g in everyone] == ["s", "f"]
@@ -307,6 +307,17 @@ def test_cli_flags_come_from_the_config():
     assert coevo.parse_config(["--compare"]).method == "compare"
 
 
+def test_paper_preset_is_the_papers_recipe_and_flags_still_win():
+    # the defaults deviate from the paper (coevo.py, deviations 8-10); --preset paper puts its recipe back:
+    # 0.5 DPO + 0.5 NLL for co-evolution, pure DPO for ETO, the anchor on the paired tasks' experts, K = 3
+    paper = coevo.parse_config(["--preset", "paper"])
+    assert (paper.dpo_coef, paper.hn_coef, paper.sft_coef) == (0.5, 0.5, 0.5)
+    assert (paper.eto_dpo_coef, paper.eto_sft_coef, paper.anchor_all_experts, paper.iterations) == (1.0, 0.0, False, 3)
+    default = coevo.Config()
+    assert (default.eto_dpo_coef, default.eto_sft_coef) == (default.dpo_coef, default.sft_coef)  # ETO = coevo - HN
+    assert coevo.parse_config(["--preset", "paper", "--iterations", "1"]).iterations == 1
+
+
 @pytest.mark.parametrize("env_name", envs.ENV_NAMES)
 def test_step_capped_failures_fit_the_model_context_after_tokenization(env_name):
     """The rollout stops an episode that outgrows the context (reward 0, end="context"): that must never happen to
@@ -355,6 +366,10 @@ def test_intervals_are_student_t_and_paired_differences_see_what_overlap_hides()
     # success differences are in % points like the success columns: one more success in 6 tasks is +16.7 points
     evals["eto"]["test_seen"]["rewards"][1] = 1.0
     assert runs.results_table(evals).splitlines()[-1].split(" | ")[3].startswith("+16.7 ")
+    # co-evolution in the run: minus SFT, and minus ETO (the paper's comparison; nll is never compared to ETO)
+    evals["coevo"] = {s: {"rewards": [r + 0.2 for r in sft]} for s in ("test_seen", "test_unseen")}
+    rows = [line.split(" | ")[0] for line in runs.results_table(evals).splitlines()[2:]]
+    assert rows == ["| sft", "| eto", "| coevo", "| eto - sft", "| coevo - sft", "| coevo - eto"]
     _, half = runs.mean_ci([100 * r for r in sft])
     assert half > 10                                                     # unpaired: the columns' intervals overlap
     assert runs.fmt_interval(1.0, 2.0) == "+1.0 [-1.0, +3.0]"           # an interval that holds 0 gets no *
