@@ -54,7 +54,7 @@ import envs
 import loader
 import losses
 import model as M
-from runs import (HEADER, METRICS, RunDir, final_evaluations, json_phase, mean_ci, mean_std, model_phase,
+from runs import (HEADER, METRICS, RunDir, final_evaluations, json_phase, mean_ci, model_phase, over_seeds,
                   paired_gaps, per_task, phase_seed, results_table)
 
 
@@ -706,20 +706,20 @@ def sweep(cfg: Config) -> None:
         main(c)
         for m, ev in final_evaluations(os.path.join(c.out_dir, c.name)).items():
             results.setdefault(m, []).append([sc * mean_ci(per_task(ev, split, metric))[0] for split, metric, sc in METRICS])
-    cell = lambda xs: f"{mean_std(xs)} [{mean_ci(xs)[0] - mean_ci(xs)[1]:.1f}, {mean_ci(xs)[0] + mean_ci(xs)[1]:.1f}]"
     print(f"\nover seeds {cfg.seeds}: mean ± std [95% interval over seeds]\n{HEADER}")
     for m, rows in results.items():
-        print(f"| {m} | " + " | ".join(cell(c) for c in zip(*rows)) + " |")
+        print(f"| {m} | " + " | ".join(over_seeds(c) for c in zip(*rows)) + " |")
+    cell = lambda xs: over_seeds(xs, difference=True)  # * where the interval over seeds excludes 0
     if len(results) > 1:
-        print(f"\nminus SFT on the same seed (the seed's tasks and initialisation cancel): mean ± std [95% interval]; "
-              f"an interval that holds 0 is no measurable difference\n{HEADER}")
+        print(f"\nminus SFT on the same seed (the seed's tasks and initialisation cancel): mean ± std [95% interval], * where "
+              f"it excludes 0; an interval that holds 0 is no measurable difference\n{HEADER}")
         for m, rows in paired_gaps(results).items():
             print(f"| {m} - sft | " + " | ".join(cell(c) for c in zip(*rows)) + " |")
     # what the preference pairs add beyond the same updates' imitation; what the hard negatives add beyond ETO
     for base, label in (("nll", "the nll control"), ("eto", "ETO")):
         gaps = {m: rows for m, rows in paired_gaps(results, base).items() if m != "nll"} if base in results else {}
         if gaps:
-            print(f"\nminus {label} on the same seed: mean ± std [95% interval]\n{HEADER}")
+            print(f"\nminus {label} on the same seed: mean ± std [95% interval], * where it excludes 0\n{HEADER}")
             for m, rows in gaps.items():
                 print(f"| {m} - {base} | " + " | ".join(cell(c) for c in zip(*rows)) + " |")
 

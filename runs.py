@@ -209,6 +209,17 @@ def fmt_interval(mean: float, half: float) -> str:
     return f"{mean:+.1f} [{mean - half:+.1f}, {mean + half:+.1f}]{mark}"
 
 
+def over_seeds(xs, difference: bool = False) -> str:
+    """A column over seeds: 'mean ± std [95% interval]'. A paired difference gets signs and, like the single-run
+    table, * where its interval excludes 0: '+1.7 ± 1.6 [-0.3, +3.6]'."""
+    mean, half = mean_ci(xs)
+    std = mean_std(xs).split(" ± ")[1]
+    if not difference:
+        return f"{mean:.1f} ± {std} [{mean - half:.1f}, {mean + half:.1f}]"
+    interval = fmt_interval(mean, half)
+    return interval.replace(" [", f" ± {std} [", 1)
+
+
 def mean_std(xs) -> str:
     """'mean ± sample standard deviation' (n - 1 in the denominator: a few seeds are a sample, not the population)."""
     mean = sum(xs) / len(xs)

@@ -345,6 +345,13 @@ def test_spread_over_seeds_is_the_sample_standard_deviation():
     assert runs.mean_std([5.0]) == "5.0 ± 0.0"
 
 
+def test_columns_over_seeds_mark_differences_whose_interval_excludes_zero():
+    # five seeds of ETO - SFT: mean 1.7, std sqrt(11.24 / 4) = 1.68, t(4) = 2.776 -> half-width 2.08: holds 0, no *
+    assert runs.over_seeds([1.0, 0.2, 2.6, 0.5, 4.2], difference=True) == "+1.7 ± 1.7 [-0.4, +3.8]"
+    assert runs.over_seeds([2.0, 2.2, 1.8, 2.1, 1.9], difference=True).endswith("] *")   # steady +2: above 0
+    assert runs.over_seeds([43.0, 45.0]) == "44.0 ± 1.4 [31.3, 56.7]"                     # a method: no signs
+
+
 def test_paired_gaps_subtract_sft_seed_by_seed():
     # two seeds far apart (80 vs 60) hide a steady +1 in the mean ± std columns; the paired gap shows it
     results = {"sft": [[80.0, 40.0], [60.0, 30.0]], "eto": [[81.0, 39.0], [61.0, 31.0]]}
@@ -404,6 +411,8 @@ def test_sweep_prints_spread_and_paired_gaps(tmp_path, capsys):
     assert "over seeds 0,1: mean ± std" in out and "| eto - sft |" in out and "| coevo - sft |" in out
     # the paper's comparison, seed by seed: co-evolution against ETO (no nll here, so no table against it)
     assert "minus ETO on the same seed" in out and "| coevo - eto |" in out and "- nll |" not in out
+    gap = out.split("| eto - sft | ")[-1].split(" | ")[0]             # the table over seeds: signed, with its interval
+    assert gap[0] in "+-" and " ± " in gap and (gap.endswith("]") or gap.endswith("] *"))
     # run again: the finished seeds are read back, not redone (a killed sweep continues where it stopped)
     before = (tmp_path / "sw-seed1" / "metrics.jsonl").read_text()
     coevo.sweep(smoke(tmp_path, "sw", method="eto,coevo", seeds="0,1"))
