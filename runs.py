@@ -203,27 +203,32 @@ def results_table(evals: dict) -> str:
     return "\n".join(lines)
 
 
-def fmt_interval(mean: float, half: float) -> str:
-    """'+1.2 [+0.3, +2.1]': a difference and its 95% interval; ' *' marks an interval that excludes 0."""
+def fmt_interval(mean: float, half: float, std: float | None = None) -> str:
+    """'+1.2 [+0.3, +2.1]': a difference and its 95% interval ('+1.2 ± 0.8 [+0.3, +2.1]' with the spread over
+    seeds); ' *' marks an interval that excludes 0."""
     mark = " *" if half == half and (mean - half > 0 or mean + half < 0) else ""
-    return f"{mean:+.1f} [{mean - half:+.1f}, {mean + half:+.1f}]{mark}"
+    spread = "" if std is None else f" ± {std:.1f}"
+    return f"{mean:+.1f}{spread} [{mean - half:+.1f}, {mean + half:+.1f}]{mark}"
 
 
 def over_seeds(xs, difference: bool = False) -> str:
     """A column over seeds: 'mean ± std [95% interval]'. A paired difference gets signs and, like the single-run
     table, * where its interval excludes 0: '+1.7 ± 1.6 [-0.3, +3.6]'."""
-    mean, half = mean_ci(xs)
-    std = mean_std(xs).split(" ± ")[1]
-    if not difference:
-        return f"{mean:.1f} ± {std} [{mean - half:.1f}, {mean + half:.1f}]"
-    interval = fmt_interval(mean, half)
-    return interval.replace(" [", f" ± {std} [", 1)
+    (mean, half), std = mean_ci(xs), sample_std(xs)
+    if difference:
+        return fmt_interval(mean, half, std)
+    return f"{mean:.1f} ± {std:.1f} [{mean - half:.1f}, {mean + half:.1f}]"
+
+
+def sample_std(xs) -> float:
+    """Sample standard deviation (n - 1 in the denominator: a few seeds are a sample, not the population)."""
+    mean = sum(xs) / len(xs)
+    return (sum((x - mean) ** 2 for x in xs) / max(1, len(xs) - 1)) ** 0.5
 
 
 def mean_std(xs) -> str:
-    """'mean ± sample standard deviation' (n - 1 in the denominator: a few seeds are a sample, not the population)."""
-    mean = sum(xs) / len(xs)
-    return f"{mean:.1f} ± {(sum((x - mean) ** 2 for x in xs) / max(1, len(xs) - 1)) ** 0.5:.1f}"
+    """'mean ± sample standard deviation'."""
+    return f"{sum(xs) / len(xs):.1f} ± {sample_std(xs):.1f}"
 
 
 def paired_gaps(results: dict, base: str = "sft") -> dict:
