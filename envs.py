@@ -6,25 +6,17 @@ shared/ENVS.md; interface: docs/design.md; reward bands and measured sizes: docs
     task = make_tasks("shop", "train", n=1, seed=0)[0]
     env = make_env("shop"); obs = env.reset(task); obs, reward, done, info = env.step("search[wool shirt]")
 
-- ToyShop: every episode draws its own 14-product shop (fresh ids, prices, options, title word order and
-  listing order); search it, open a product, click its options, buy. Reward: WebShop's
-  r_type * (attributes + options + price matched) / (|attributes| + |options| + 1). 10-step cap.
-- ToyLab: 4 rooms; melt / boil / freeze a substance, mix paint from a recipe, find and deliver a thing,
-  measure and pick a box. Reward: ScienceWorld's ordered subgoals k/n + optional bonus, best score reached
-  (ETO). 15-step cap.
-- ToySQL: one fresh 12-row sqlite table per episode, under a fresh name (`show tables` tells it); answer a
-  question with read-only SQL, then submit.
-  Reward: InterCode's multiset IoU of the rows, times the Kendall correlation when the gold query orders.
-  10-step cap.
-
 Every env: the reward is 0 until the last step, then the score in [0, 1]; info has valid, success, end
 (success | wrong | timeout) and scores. Bad input is part of the game: an empty, overlong (> 200 chars),
 non-ASCII or unparseable action, or one that cannot apply here, costs a step and answers "nothing happens."
 (valid=False). Nothing raises. Tasks are JSON-able dicts; everything is deterministic from the seed
 (random.Random instances and hashlib, never the global RNG or the per-process salted hash()).
 
-What each env mirrors from its benchmark, point by point, and where and why it deviates from shared/ENVS.md:
-docs/envs.md. `python envs.py ENV --show 1 --near-miss` prints an oracle episode and a near-miss.
+Layout: the shared episode machinery; then one section per env, read top to bottom (its world, drawn afresh
+for every task; observation; step; reward; oracle; scripted failures; relabeling; vocabulary), each ending in
+the EnvSpec that the public API dispatches on; then the public API and the command line. What each env mirrors
+from its benchmark, point by point, and where and why it deviates from shared/ENVS.md: docs/envs.md.
+`python envs.py ENV --show 1 --near-miss` prints an oracle episode and a near-miss.
 """
 import argparse
 import functools
@@ -36,6 +28,7 @@ import re
 import sqlite3
 import string
 from collections import Counter
+from typing import Callable, NamedTuple
 
 ENV_NAMES = ("shop", "lab", "sql")
 SPLITS = ("train", "valid_seen", "valid_unseen", "test_seen", "test_unseen")
@@ -115,6 +108,19 @@ class _Env:
 _NOPE = (INVALID, False, None, 0.0, {})              # what _act returns for an invalid action
 
 
+class EnvSpec(NamedTuple):
+    """What one environment provides. Each section below ends with its own; the public API reads them."""
+    env: type                  # reset(task) -> first observation; step(action) -> (obs, reward, done, info)
+    draw: Callable             # (rng, unseen) -> (slots, first observation): one task, held out iff unseen
+    oracle: Callable           # task -> the expert's actions (reward 1.0), acting only on what the transcript shows
+    failures: Callable         # task -> {near-miss name: actions}, for the modes this task allows
+    bands: dict                # near-miss name -> (lowest reward, highest reward, what it does)
+    relabel: Callable          # (slots, rng) -> the slots renamed and reordered, meaning unchanged
+    lexicon: Callable          # () -> texts that together hold every word the env prints or accepts
+    random_action: Callable    # rng -> a plausible action: one of the env's templates filled with its words
+    keep: Callable = lambda slots: True   # whether a drawn task is usable (checked after its split)
+
+
 # =========================================================================================== ToyShop
 SHOP_CATEGORIES = {  # category: (types, attribute pool, first option dimension); the second is always size
     "clothing": (("shirt", "dress", "jacket", "pants"), ("cotton", "wool", "waterproof", "organic", "slim"), "color"),
@@ -133,10 +139,14 @@ SHOP_CODES = list(string.ascii_lowercase)             # product ids: a fresh let
 # every attribute is still asked for with other types) and with first-dimension value 3i+1 (about 10%).
 SHOP_HELD_OUT = {(t, pair) for types, attrs, dim in SHOP_CATEGORIES.values() for i, t in enumerate(types)
                  for pair in (attrs[2 * i % 5], SHOP_VALUES[dim][(3 * i + 1) % len(SHOP_VALUES[dim])])}
-
-
 def _ceil10(price: int) -> int:
     return (price // 10 + 1) * 10
+
+
+def _shop_draw(rng, unseen: bool) -> tuple:
+    """One task: a goal (held out iff `unseen`) and the shop it is bought in; the instruction comes first."""
+    goal = _shop_goal(rng, unseen)
+    return {"goal": goal, "products": _shop_world(rng, goal)}, _shop_instruction(goal)
 
 
 def _shop_goal(rng, unseen: bool) -> dict:
@@ -203,17 +213,9 @@ def _shop_ids(rng, n: int) -> list:
     return rng.sample(SHOP_CODES, n)
 
 
-def _shop_search(products, words) -> list:
-    """Deterministic search: a point per query word among the attributes, two more when the type is asked for;
-    ties keep the listing order; at most 3 pages."""
-    q = set(words)
-    scored = [(-(len(q & set(p["attrs"])) + 2 * (p["type"] in q)), i) for i, p in enumerate(products)]
-    return [products[i] for s, i in sorted(scored) if s < 0][:3 * PAGE]
-
-
-def _shop_matches(p, goal) -> bool:
-    """What the oracle can check on a results line: type, attributes (in the title) and price."""
-    return p["type"] == goal["type"] and set(goal["attrs"]) <= set(p["attrs"]) and p["price"] < goal["budget"]
+def _shop_instruction(goal) -> str:
+    (dim, value), (_, size) = goal["options"].items()
+    return f"buy {' '.join(goal['attrs'])} {goal['type']}, {dim} {value}, size {size}, under ${goal['budget']}."
 
 
 def _shop_title(p) -> str:
@@ -222,9 +224,12 @@ def _shop_title(p) -> str:
     return f"{' '.join(p['attrs'])} {p['type']} ${p['price']} [{p['id']}]"
 
 
-def _shop_instruction(goal) -> str:
-    (dim, value), (_, size) = goal["options"].items()
-    return f"buy {' '.join(goal['attrs'])} {goal['type']}, {dim} {value}, size {size}, under ${goal['budget']}."
+def _shop_search(products, words) -> list:
+    """Deterministic search: a point per query word among the attributes, two more when the type is asked for;
+    ties keep the listing order; at most 3 pages."""
+    q = set(words)
+    scored = [(-(len(q & set(p["attrs"])) + 2 * (p["type"] in q)), i) for i, p in enumerate(products)]
+    return [products[i] for s, i in sorted(scored) if s < 0][:3 * PAGE]
 
 
 class ToyShop(_Env):
@@ -298,17 +303,9 @@ def shop_reward(goal, product, chosen) -> tuple:
     return round(r_type * (attrs + options + price) / total, 4), scores
 
 
-def _shop_buy(task, product, options) -> list:
-    """Actions that find `product` by its title, open it, click the given option values it offers, buy."""
-    env = ToyShop()
-    env.reset(task)
-    acts = [f"search[{' '.join(product['attrs'])} {product['type']}]"]
-    env.step(acts[-1])
-    while product not in env.visible() and env.step("click[next >]")[3]["valid"]:
-        acts.append("click[next >]")
-    acts.append(f"click[{product['id']}]")
-    acts += [f"click[{v}]" for dim, v in options.items() if v in product["options"].get(dim, ())]
-    return acts + ["click[buy now]"]
+def _shop_matches(p, goal) -> bool:
+    """What the oracle can check on a results line: type, attributes (in the title) and price."""
+    return p["type"] == goal["type"] and set(goal["attrs"]) <= set(p["attrs"]) and p["price"] < goal["budget"]
 
 
 def _shop_oracle(task) -> list:
@@ -322,6 +319,30 @@ def _shop_oracle(task) -> list:
         assert env.step(acts[-1])[3]["valid"], "the goal's product always ranks within 3 pages"
     hit = next(p for p in env.visible() if _shop_matches(p, goal))
     return acts + [f"click[{hit['id']}]"] + [f"click[{v}]" for v in goal["options"].values()] + ["click[buy now]"]
+
+
+SHOP_BANDS = {  # scripted near-miss -> (low, high, what it does)
+    "option_wrong": (0.75, 0.8, "right product, one option value wrong"),
+    "option_unclicked": (0.75, 0.8, "right product, size never clicked"),
+    "sibling": (0.75, 0.8, "same type, one attribute different"),
+    "over_budget": (0.75, 0.8, "same type and attributes, over budget"),
+    "options_unclicked": (0.5, 0.6, "right product, no option clicked"),
+    "other_type": (0.5, 0.5, "another type of the same category"),
+    "other_category": (0.0, 0.0, "a product of another category"),
+    "no_purchase": (0.0, 0.0, "never buys (timeout)")}
+
+
+def _shop_buy(task, product, options) -> list:
+    """Actions that find `product` by its title, open it, click the given option values it offers, buy."""
+    env = ToyShop()
+    env.reset(task)
+    acts = [f"search[{' '.join(product['attrs'])} {product['type']}]"]
+    env.step(acts[-1])
+    while product not in env.visible() and env.step("click[next >]")[3]["valid"]:
+        acts.append("click[next >]")
+    acts.append(f"click[{product['id']}]")
+    acts += [f"click[{v}]" for dim, v in options.items() if v in product["options"].get(dim, ())]
+    return acts + ["click[buy now]"]
 
 
 def _shop_failures(task) -> dict:
@@ -349,6 +370,32 @@ def _shop_failures(task) -> dict:
     return out
 
 
+def _shop_relabel(s, rng) -> dict:
+    """Fresh product ids and another listing order."""
+    codes = _shop_ids(rng, len(s["products"]))
+    s["products"] = [dict(p, id=i) for p, i in zip(rng.sample(s["products"], len(s["products"])), codes)]
+    return s
+
+
+def _shop_lexicon() -> list:
+    return ([" ".join(types + attrs) + f" {dim}" for types, attrs, dim in SHOP_CATEGORIES.values()] +
+            [f"{dim}: {' '.join(v)}" for dim, v in SHOP_VALUES.items()] +
+            ["buy wool shirt, color red, size large, under $30.", "page 1 of 3", "no results.",
+             "selected size large.", "thank you for your order.", INVALID,
+             "search[wool shirt] click[a0] click[next >] click[< prev] click[back] click[buy now]",
+             " ".join(string.ascii_lowercase), " ".join(string.digits)])
+
+
+def _shop_random_action(rng) -> str:
+    words, code = sorted(_lexicon_words("shop")), rng.choice(SHOP_CODES)   # ids are fresh codes
+    return rng.choice([f"search[{' '.join(rng.sample(words, rng.randint(1, 3)))}]", f"click[{code}]",
+                       f"click[{rng.choice(words)}]", "click[next >]", "click[< prev]", "click[back]", "click[buy now]"])
+
+
+SHOP = EnvSpec(ToyShop, _shop_draw, _shop_oracle, _shop_failures, SHOP_BANDS, _shop_relabel, _shop_lexicon,
+               _shop_random_action)
+
+
 # =========================================================================================== ToyLab
 ROOMS = ("kitchen", "workshop", "studio", "garden")   # also the oracle's fixed search order
 FIXED = {"kitchen": ("stove", "freezer"), "workshop": ("thermometer", "red box", "blue box"),
@@ -368,14 +415,13 @@ BOXES = ("red box", "blue box")
 STATES = ("solid", "liquid", "gas")
 CHANGE_WORDS = {("solid", "liquid"): "melts", ("liquid", "gas"): "boils", ("liquid", "solid"): "freezes",
                 ("gas", "liquid"): "condenses"}
-
-
 def _other_box(box: str) -> str:
     return BOXES[1 - BOXES.index(box)]
 
 
-def _lab_slots(rng, unseen: bool) -> dict:
-    """One world: family and target, where things lie (at most 2 placed per room), start room, readings."""
+def _lab_draw(rng, unseen: bool) -> tuple:
+    """One task: family and target, where things lie (at most 2 placed per room), start room, readings;
+    its first observation is the instruction and the start room's listing."""
     choices = {f: [t for t in ts if ((f, t) in LAB_HELD_OUT) == unseen] for f, ts in LAB_TARGETS.items()}
     family = rng.choice([f for f in LAB_TARGETS if choices[f]])
     target = rng.choice(choices[family])
@@ -396,7 +442,7 @@ def _lab_slots(rng, unseen: bool) -> dict:
     if family == "measure":                            # readings never within 5 degrees of the threshold
         slots["threshold"] = rng.choice((30, 40, 50, 60))
         slots["temps"][target] = rng.choice([t for t in range(5, 96) if abs(t - slots["threshold"]) >= 5])
-    return slots
+    return slots, ToyLab().reset({"slots": slots})
 
 
 def _lab_instruction(s) -> str:
@@ -618,6 +664,19 @@ def _lab_oracle(task) -> list:
     return acts
 
 
+LAB_BANDS = {  # scripted near-miss -> (low, high, what it does)
+    "no_final_focus": (0.95, 0.95, "mix: right mix, no final focus"),
+    "no_wait": (0.95, 0.95, "state change: stops one tick before it"),
+    "wrong_box": (0.9167, 0.9167, "find, measure: the other box"),
+    "not_carried": (0.6667, 0.9167, "find: takes it, never delivers"),
+    "no_activate": (0.7, 0.7, "melt, boil: forgets to activate the stove"),
+    "skip_mix": (0.7, 0.7, "mix: paints in the bowl, never mixed"),
+    "wrong_paint": (0.45, 0.45, "mix: one wrong paint, focus on the result"),
+    "guess_box": (0.3333, 0.3333, "measure: picks a box without measuring"),
+    "no_focus": (0.2, 0.25, "state change, find: never focuses on it"),
+    "wrong_focus": (0.0, 0.0, "focuses on a wrong object at once")}
+
+
 def _lab_failures(task) -> dict:
     s, acts = task["slots"], _lab_oracle(task)
     t, family = s["target"], s["task"]
@@ -640,6 +699,49 @@ def _lab_failures(task) -> dict:
         if family != "freeze":
             out["no_activate"] = [x for x in acts if x != "activate stove"]
     return out
+
+
+def _lab_relabel(s, rng) -> dict:
+    """Rooms list their contents in another order, objects the task does not involve take other names of their
+    kind, and the two boxes swap colours (the instruction follows)."""
+    keep = {s["target"]} | {f"{p} paint" for p in s["recipe"]}
+    present = {o for objs in s["rooms"].values() for o in objs}
+    rename = {}
+    for kind in (SOLIDS, LIQUIDS, THINGS):
+        free = [o for o in kind if o not in present and o != s["target"]]
+        for o in sorted(present & set(kind) - keep):
+            if free:
+                rename[o] = free.pop(rng.randrange(len(free)))
+    s["rooms"] = {r: rng.sample([rename.get(o, o) for o in objs], len(objs)) for r, objs in s["rooms"].items()}
+    s["temps"] = {rename.get(o, o): v for o, v in s["temps"].items()}
+    s["box"] = _other_box(s["box"])
+    return s
+
+
+def _lab_lexicon() -> list:
+    return ([f"{r}: {', '.join(FIXED[r])}, empty." for r in ROOMS] +
+            [" ".join(SOLIDS + LIQUIDS + THINGS), " ".join(PAINTS + tuple(MIXES.values())) + " brown paint",
+             "your task is to melt boil freeze the wax. focus on it first.",
+             "your task is to make purple paint. focus on it when done.",
+             "your task is to find the moss. focus on it, then put it in the red box.",
+             "your task is to measure the oil. if above 50 degrees, focus on the red box, else on the blue box.",
+             "look wait go to take put in focus on use thermometer on activate deactivate stove mix bowl read recipe",
+             "you wait. you take the wax. you put the wax in the stove. the stove is on. the stove is off.",
+             "the bowl is empty. nothing in the bowl mixes. the bowl holds green paint. recipe: red paint and blue paint make purple paint.",
+             "the wax is 20 degrees. you focus on the wax. task complete. task failed.",
+             "the wax melts. the water boils. the water freezes. the water condenses.", INVALID, "0 1 2 3 4 5 6 7 8 9"])
+
+
+def _lab_random_action(rng) -> str:
+    objs = list(SOLIDS + LIQUIDS + THINGS + FIXED_ONLY) + [f"{p} paint" for p in PAINTS + tuple(MIXES.values())] + ["thermometer"]
+    o, c = rng.choice(objs), rng.choice(CONTAINERS)
+    return rng.choice([f"go to {rng.choice(ROOMS)}", f"take {o}", f"put {o} in {c}", f"focus on {o}",
+                       f"use thermometer on {o}", "activate stove", "deactivate stove", "mix bowl",
+                       "read recipe", "look", "wait"])
+
+
+LAB = EnvSpec(ToyLab, _lab_draw, _lab_oracle, _lab_failures, LAB_BANDS, _lab_relabel, _lab_lexicon,
+              _lab_random_action)
 
 
 # =========================================================================================== ToySQL
@@ -665,8 +767,6 @@ SQL_ERRORS = (("no such column", "error: no such column"), ("no such table", "er
               ("interrupted", "error: query too slow"), ("one statement", "error: one statement at a time"),
               ("syntax error", "error: syntax error"), ("incomplete input", "error: syntax error"),
               ("unrecognized token", "error: syntax error"))
-
-
 def _sql_db(schema: str, table: str, rows: list) -> sqlite3.Connection:
     """A fresh in-memory database holding `rows` of `schema` in a table named `table`, that then accepts only
     reads of that table and a few harmless functions."""
@@ -702,22 +802,27 @@ def _sql_run(conn, sql: str):
     return [tuple(round(v, 4) if isinstance(v, float) else v for v in r) for r in rows], None
 
 
-def sql_reward(gold: list, got, ordered: bool) -> tuple:
-    """InterCode's score: multiset IoU of the rows, times the Kendall rank correlation (clamped at 0) of the
-    rows both share, the latter only when the gold query orders. Returns (reward, parts)."""
-    if got is None:
-        return 0.0, {"iou": 0.0, "order": 0.0}
-    g, a = Counter(gold), Counter(got)
-    union = sum((g | a).values())
-    iou = sum((g & a).values()) / union if union else 1.0
-    position = {}
-    for i, row in enumerate(got):
-        position.setdefault(row, i)
-    ranks = [position[row] for row in dict.fromkeys(gold) if row in position]
-    pairs = [(x, y) for i, x in enumerate(ranks) for y in ranks[i + 1:]]
-    tau = sum(1 if x < y else -1 for x, y in pairs) / len(pairs) if pairs else 1.0
-    order = max(0.0, tau) if ordered else 1.0
-    return round(iou * order, 4), {"iou": round(iou, 4), "order": round(order, 4)}
+def _sql_table_name(rng) -> str:
+    """A fresh table name per episode: a letter and two digits (`k07`)."""
+    return rng.choice(string.ascii_lowercase) + str(rng.randrange(100)).zfill(2)
+
+
+def _sql_draw(rng, unseen: bool) -> tuple:
+    """12 fresh rows (text and numbers distinct) and one question, the first observation. Unseen: half cars, half held-out pairs."""
+    if unseen and rng.random() < 0.5:
+        table, template = "cars", rng.choice(SQL_TEMPLATES)
+    else:
+        table, template = rng.choice([p for p in itertools.product(("pets", "books", "staff"), SQL_TEMPLATES)
+                                      if (p[::-1] in SQL_HELD_OUT) == unseen])
+    text, cat, num, _ = SQL_SCHEMAS[table]
+    lo, hi = SQL_NUMBERS[num]
+    rows = [list(r) for r in zip(rng.sample(SQL_WORDS[text], 12), [rng.choice(SQL_WORDS[cat]) for _ in range(12)],
+                                 rng.sample(range(lo, hi + 1), 12), [rng.choice(SQL_WORDS["city"]) for _ in range(12)])]
+    name = _sql_table_name(rng)                        # read it off show tables
+    question, gold, params = _sql_question(rng, template, table, name, rows)
+    slots = {"table": table, "name": name, "template": template, "question": question, "gold": gold, "params": params,
+            "rows": rows, "unseen": ("schema" if table == "cars" else "template") if unseen else None}
+    return slots, question
 
 
 def _sql_question(rng, template: str, schema: str, table: str, rows: list):
@@ -743,66 +848,6 @@ def _sql_question(rng, template: str, schema: str, table: str, rows: list):
         "group": (f"how many rows are there for each {cat}?", f"select {cat}, count(*) from {table} group by {cat}"),
     }[template]
     return q, sql, {"v": v, "c": c, "k": k, "x": x}
-
-
-def _sql_failure_sql(slots) -> dict:
-    """The usual near-miss queries of this task's template (what a nearly right agent would submit)."""
-    schema, table, template, p, gold = slots["table"], slots["name"], slots["template"], slots["params"], slots["gold"]
-    text, cat, num, _ = SQL_SCHEMAS[schema]
-    # skipped show tables and guessed the table from the question's words: no such table
-    out = {"error": gold.replace(f" from {table}", f" from {schema}")}
-    if template in ("filter", "two", "atleast", "order", "topk"):
-        out["wrong_column"] = gold.replace(f"select {text}", f"select {cat}", 1)
-    if template in ("filter", "atleast", "order"):
-        out["no_where"] = gold.split(" where ")[0] + (f" order by {num}" if template == "order" else "")
-    if template == "two":
-        out["drop_city"] = gold.replace(f" and city = '{p['c']}'", "")
-        out["drop_category"] = gold.replace(f"{cat} = '{p['v']}' and ", "")
-    if template == "atleast":
-        out["gt_for_ge"] = gold.replace(">=", ">")
-    if template in ("order", "topk"):
-        out["reversed"] = gold.replace(" desc", "") if template == "topk" else gold + " desc"
-    if template == "topk":
-        out["limit_k_plus_1"] = gold.replace(f"limit {p['k']}", f"limit {p['k'] + 1}")
-    if template in ("count", "max"):
-        out["unfiltered"] = gold.split(" where ")[0]
-    if template == "group":
-        out["wrong_group"] = gold.replace(f"{cat}, count(*)", "city, count(*)").replace(f"by {cat}", "by city")
-    return out
-
-
-def _sql_table_name(rng) -> str:
-    """A fresh table name per episode: a letter and two digits (`k07`)."""
-    return rng.choice(string.ascii_lowercase) + str(rng.randrange(100)).zfill(2)
-
-
-def _sql_slots(rng, unseen: bool) -> dict:
-    """12 fresh rows (text and numbers distinct) and one question. Unseen: half cars, half held-out pairs."""
-    if unseen and rng.random() < 0.5:
-        table, template = "cars", rng.choice(SQL_TEMPLATES)
-    else:
-        table, template = rng.choice([p for p in itertools.product(("pets", "books", "staff"), SQL_TEMPLATES)
-                                      if (p[::-1] in SQL_HELD_OUT) == unseen])
-    text, cat, num, _ = SQL_SCHEMAS[table]
-    lo, hi = SQL_NUMBERS[num]
-    rows = [list(r) for r in zip(rng.sample(SQL_WORDS[text], 12), [rng.choice(SQL_WORDS[cat]) for _ in range(12)],
-                                 rng.sample(range(lo, hi + 1), 12), [rng.choice(SQL_WORDS["city"]) for _ in range(12)])]
-    name = _sql_table_name(rng)                        # read it off show tables
-    question, gold, params = _sql_question(rng, template, table, name, rows)
-    return {"table": table, "name": name, "template": template, "question": question, "gold": gold, "params": params,
-            "rows": rows, "unseen": ("schema" if table == "cars" else "template") if unseen else None}
-
-
-def _sql_bands_ok(slots) -> bool:
-    conn = _sql_db(slots["table"], slots["name"], slots["rows"])
-    gold, _ = _sql_run(conn, slots["gold"])
-    ok = bool(gold) and gold != [(0,)] and gold != [(None,)]
-    for name, sql in _sql_failure_sql(slots).items():
-        lo, hi, _ = FAILURE_BANDS["sql"][name]
-        r = sql_reward(gold, _sql_run(conn, sql)[0], slots["template"] in ("order", "topk"))[0] if ok else 0
-        ok = ok and lo <= r <= hi
-    conn.close()
-    return ok
 
 
 class ToySQL(_Env):
@@ -853,9 +898,67 @@ class ToySQL(_Env):
         return _clip("\n".join(lines + (["more."] if len(rows) > SQL_ROWS_SHOWN else [])), SQL_OBS_TOKENS)
 
 
+def sql_reward(gold: list, got, ordered: bool) -> tuple:
+    """InterCode's score: multiset IoU of the rows, times the Kendall rank correlation (clamped at 0) of the
+    rows both share, the latter only when the gold query orders. Returns (reward, parts)."""
+    if got is None:
+        return 0.0, {"iou": 0.0, "order": 0.0}
+    g, a = Counter(gold), Counter(got)
+    union = sum((g | a).values())
+    iou = sum((g & a).values()) / union if union else 1.0
+    position = {}
+    for i, row in enumerate(got):
+        position.setdefault(row, i)
+    ranks = [position[row] for row in dict.fromkeys(gold) if row in position]
+    pairs = [(x, y) for i, x in enumerate(ranks) for y in ranks[i + 1:]]
+    tau = sum(1 if x < y else -1 for x, y in pairs) / len(pairs) if pairs else 1.0
+    order = max(0.0, tau) if ordered else 1.0
+    return round(iou * order, 4), {"iou": round(iou, 4), "order": round(order, 4)}
+
+
 def _sql_oracle(task) -> list:
     """Look up the table (the question does not name it), run the query the question describes, submit."""
     return ["execute[show tables]", f"execute[{task['slots']['gold']}]", "submit"]
+
+
+SQL_BANDS = {  # scripted near-miss -> (low, high, what it does); a task whose near-misses leave these is redrawn
+    "limit_k_plus_1": (0.66, 0.8, "top-k with limit k+1"),
+    "gt_for_ge": (0.66, 0.8, "> instead of >="),
+    "drop_category": (0.25, 0.8, "two filters, category condition dropped"),
+    "drop_city": (0.25, 0.8, "two filters, city condition dropped"),
+    "no_where": (0.15, 0.42, "a list without its where clause"),
+    "unfiltered": (0.0, 0.0, "count or max without its where clause"),
+    "wrong_column": (0.0, 0.0, "selects the category column"),
+    "reversed": (0.0, 0.0, "ordered the wrong way"),
+    "wrong_group": (0.0, 0.0, "groups by city"),
+    "error": (0.0, 0.0, "skips show tables: no such table"),
+    "no_submit": (0.0, 0.0, "right query, never submits (timeout)")}
+
+
+def _sql_failure_sql(slots) -> dict:
+    """The usual near-miss queries of this task's template (what a nearly right agent would submit)."""
+    schema, table, template, p, gold = slots["table"], slots["name"], slots["template"], slots["params"], slots["gold"]
+    text, cat, num, _ = SQL_SCHEMAS[schema]
+    # skipped show tables and guessed the table from the question's words: no such table
+    out = {"error": gold.replace(f" from {table}", f" from {schema}")}
+    if template in ("filter", "two", "atleast", "order", "topk"):
+        out["wrong_column"] = gold.replace(f"select {text}", f"select {cat}", 1)
+    if template in ("filter", "atleast", "order"):
+        out["no_where"] = gold.split(" where ")[0] + (f" order by {num}" if template == "order" else "")
+    if template == "two":
+        out["drop_city"] = gold.replace(f" and city = '{p['c']}'", "")
+        out["drop_category"] = gold.replace(f"{cat} = '{p['v']}' and ", "")
+    if template == "atleast":
+        out["gt_for_ge"] = gold.replace(">=", ">")
+    if template in ("order", "topk"):
+        out["reversed"] = gold.replace(" desc", "") if template == "topk" else gold + " desc"
+    if template == "topk":
+        out["limit_k_plus_1"] = gold.replace(f"limit {p['k']}", f"limit {p['k'] + 1}")
+    if template in ("count", "max"):
+        out["unfiltered"] = gold.split(" where ")[0]
+    if template == "group":
+        out["wrong_group"] = gold.replace(f"{cat}, count(*)", "city, count(*)").replace(f"by {cat}", "by city")
+    return out
 
 
 def _sql_failures(task) -> dict:
@@ -863,46 +966,71 @@ def _sql_failures(task) -> dict:
     return dict(out, no_submit=_sql_oracle(task)[:2])
 
 
+def _sql_bands_ok(slots) -> bool:
+    conn = _sql_db(slots["table"], slots["name"], slots["rows"])
+    gold, _ = _sql_run(conn, slots["gold"])
+    ok = bool(gold) and gold != [(0,)] and gold != [(None,)]
+    for name, sql in _sql_failure_sql(slots).items():
+        lo, hi, _ = SQL_BANDS[name]
+        r = sql_reward(gold, _sql_run(conn, sql)[0], slots["template"] in ("order", "topk"))[0] if ok else 0
+        ok = ok and lo <= r <= hi
+    conn.close()
+    return ok
+
+
+def _sql_relabel(s, rng) -> dict:
+    """Another table name and another row order."""
+    name = s["name"]
+    while name == s["name"]:
+        name = _sql_table_name(rng)
+    s.update(name=name, gold=s["gold"].replace(f" from {s['name']}", f" from {name}"),
+             rows=rng.sample(s["rows"], len(s["rows"])))
+    return s
+
+
+def _sql_lexicon() -> list:
+    return ([f"{t} {' '.join(cols)}" for t, cols in SQL_SCHEMAS.items()] +
+            [" ".join(words) for words in SQL_WORDS.values()] +
+            ["list the name where kind is dog and city is rome.", "list the name where age is at least 7.",
+             "list the name where city is rome, from lowest to highest age.",
+             "list the name of the 3 rows with the highest age.", "how many rows have kind dog?",
+             "what is the highest age where city is rome?", "how many rows are there for each kind?",
+             "execute[select name, count(*) from pets where age >= 3 and age > 2 or age < 1 order by age desc limit 3]",
+             "execute[show tables] execute[desc pets] execute[describe pets] submit submitted.",
+             "select distinct min max sum avg abs round lower upper length like not null in is asc as group",
+             "no rows. more. null - ? ; * % _ !=", INVALID, "0 1 2 3 4 5 6 7 8 9", " ".join(string.ascii_lowercase)] +
+            sorted({msg for _, msg in SQL_ERRORS} | {"error: bad query", "error: too many rows"}))
+
+
+def _sql_random_action(rng) -> str:
+    table = rng.choice(list(SQL_SCHEMAS) + [_sql_table_name(rng)])
+    cols = SQL_SCHEMAS[rng.choice(list(SQL_SCHEMAS))]
+    col, val = rng.choice(cols), rng.choice(SQL_WORDS[rng.choice(list(SQL_WORDS))])
+    return rng.choice([f"execute[select {col} from {table}]", f"execute[select {col} from {table} where {rng.choice(cols)} = '{val}']",
+                       f"execute[select count(*) from {table} where {col} > {rng.randint(0, 99)}]",
+                       f"execute[select {col} from {table} order by {rng.choice(cols)} desc limit {rng.randint(1, 5)}]",
+                       "execute[show tables]", f"execute[desc {table}]", "submit"])
+
+
+SQL = EnvSpec(ToySQL, _sql_draw, _sql_oracle, _sql_failures, SQL_BANDS, _sql_relabel, _sql_lexicon,
+              _sql_random_action, keep=_sql_bands_ok)
+
+
 # =========================================================================================== public API
-FAILURE_BANDS = {  # scripted near-miss -> (low, high, what it does): tests check the band, --bands measures it
-    "shop": {"option_wrong": (0.75, 0.8, "right product, one option value wrong"),
-             "option_unclicked": (0.75, 0.8, "right product, size never clicked"),
-             "sibling": (0.75, 0.8, "same type, one attribute different"),
-             "over_budget": (0.75, 0.8, "same type and attributes, over budget"),
-             "options_unclicked": (0.5, 0.6, "right product, no option clicked"),
-             "other_type": (0.5, 0.5, "another type of the same category"),
-             "other_category": (0.0, 0.0, "a product of another category"),
-             "no_purchase": (0.0, 0.0, "never buys (timeout)")},
-    "lab": {"no_final_focus": (0.95, 0.95, "mix: right mix, no final focus"),
-            "no_wait": (0.95, 0.95, "state change: stops one tick before it"),
-            "wrong_box": (0.9167, 0.9167, "find, measure: the other box"),
-            "not_carried": (0.6667, 0.9167, "find: takes it, never delivers"),
-            "no_activate": (0.7, 0.7, "melt, boil: forgets to activate the stove"),
-            "skip_mix": (0.7, 0.7, "mix: paints in the bowl, never mixed"),
-            "wrong_paint": (0.45, 0.45, "mix: one wrong paint, focus on the result"),
-            "guess_box": (0.3333, 0.3333, "measure: picks a box without measuring"),
-            "no_focus": (0.2, 0.25, "state change, find: never focuses on it"),
-            "wrong_focus": (0.0, 0.0, "focuses on a wrong object at once")},
-    "sql": {"limit_k_plus_1": (0.66, 0.8, "top-k with limit k+1"),
-            "gt_for_ge": (0.66, 0.8, "> instead of >="),
-            "drop_category": (0.25, 0.8, "two filters, category condition dropped"),
-            "drop_city": (0.25, 0.8, "two filters, city condition dropped"),
-            "no_where": (0.15, 0.42, "a list without its where clause"),
-            "unfiltered": (0.0, 0.0, "count or max without its where clause"),
-            "wrong_column": (0.0, 0.0, "selects the category column"),
-            "reversed": (0.0, 0.0, "ordered the wrong way"),
-            "wrong_group": (0.0, 0.0, "groups by city"),
-            "error": (0.0, 0.0, "skips show tables: no such table"),
-            "no_submit": (0.0, 0.0, "right query, never submits (timeout)")},
-}
+ENVS = {"shop": SHOP, "lab": LAB, "sql": SQL}
+FAILURE_BANDS = {name: spec.bands for name, spec in ENVS.items()}   # tests check the bands, --bands measures them
+
+
+def _spec(name: str) -> EnvSpec:
+    if name not in ENVS:
+        raise ValueError(f"unknown environment {name!r}; choose one of {ENV_NAMES}")
+    return ENVS[name]
 
 
 def make_env(name: str, **options):
     """A fresh environment: shop | lab | sql. Options: max_steps; lab also reward ("best" | "final") and
     optional_weight (weight of the optional subgoals; default 1/(n+1))."""
-    if name not in ENV_NAMES:
-        raise ValueError(f"unknown environment {name!r}; choose one of {ENV_NAMES}")
-    return {"shop": ToyShop, "lab": ToyLab, "sql": ToySQL}[name](**options)
+    return _spec(name).env(**options)
 
 
 def make_tasks(env_name: str, split: str, n: int, seed: int) -> list:
@@ -912,20 +1040,14 @@ def make_tasks(env_name: str, split: str, n: int, seed: int) -> list:
         raise ValueError(f"make_tasks needs env in {ENV_NAMES} and split in {SPLITS}, got {env_name!r}, {split!r}")
     if not isinstance(n, int) or n < 0:
         raise ValueError(f"make_tasks needs a count n >= 0, got {n!r}")
-    rng = random.Random(_digest("tasks", env_name, split, seed))
+    spec, rng = ENVS[env_name], random.Random(_digest("tasks", env_name, split, seed))
     unseen, slots = split.endswith("_unseen"), []
     bucket = split.replace("_unseen", "_seen")        # unseen tasks take first observations of their bucket too
     while len(slots) < n:                              # draw worlds, keep those of this split
-        sub = random.Random(rng.getrandbits(64))
-        if env_name == "shop":
-            goal = _shop_goal(sub, unseen)
-            s, first = {"goal": goal, "products": _shop_world(sub, goal)}, _shop_instruction(goal)
-        else:
-            s = _lab_slots(sub, unseen) if env_name == "lab" else _sql_slots(sub, unseen)
-            first = ToyLab().reset({"slots": s}) if env_name == "lab" else s["question"]
+        s, first = spec.draw(random.Random(rng.getrandbits(64)), unseen)
         # unseen tasks also take test first observations only (a cars question can read like a books one);
-        # the split check is cheap, the sqlite check (gold non-empty, near-misses in band) runs after it
-        if _seen_split(first) == bucket and (env_name != "sql" or _sql_bands_ok(s)):
+        # the split check is cheap, keep (sql: gold non-empty, near-misses in band, in sqlite) runs after it
+        if _seen_split(first) == bucket and spec.keep(s):
             slots.append(s)
     return [{"env": env_name, "split": split, "id": f"{env_name}-{split}-{i:04d}", "seed": seed, "slots": s}
             for i, s in enumerate(slots[:n])]
@@ -933,12 +1055,12 @@ def make_tasks(env_name: str, split: str, n: int, seed: int) -> list:
 
 def oracle(task) -> dict:
     """The expert trajectory (reward 1.0): it acts only on what the transcript shows."""
-    return replay(task, {"shop": _shop_oracle, "lab": _lab_oracle, "sql": _sql_oracle}[task["env"]](task))
+    return replay(task, ENVS[task["env"]].oracle(task))
 
 
 def scripted_failures(task) -> dict:
     """Failure-mode name -> actions that reproduce that near-miss on this task (only the modes it allows)."""
-    return {"shop": _shop_failures, "lab": _lab_failures, "sql": _sql_failures}[task["env"]](task)
+    return ENVS[task["env"]].failures(task)
 
 
 def replay(task, actions, **options) -> dict:
@@ -960,70 +1082,16 @@ def replay(task, actions, **options) -> dict:
 
 
 def relabel(task, seed: int) -> dict:
-    """The same task in a world renamed and reordered without changing its meaning: shop products get fresh
-    ids and another listing order; lab rooms list their contents in another order, objects the task does not
-    involve take other names of their kind, and the two boxes swap colours (the instruction follows); the sql
-    table gets another name and its rows another order. An agent that reads the observations scores the same
-    on both; one that recalls names from training does not (shared/ENVS.md, property 6)."""
+    """The same task in a world renamed and reordered without changing its meaning (each env's _relabel says
+    how). An agent that reads the observations scores the same on both; one that recalls names from training
+    does not (shared/ENVS.md, property 6)."""
     rng, s = random.Random(_digest("relabel", task["id"], task["seed"], seed)), json.loads(json.dumps(task["slots"]))
-    if task["env"] == "shop":
-        codes = _shop_ids(rng, len(s["products"]))
-        s["products"] = [dict(p, id=i) for p, i in zip(rng.sample(s["products"], len(s["products"])), codes)]
-    elif task["env"] == "lab":
-        keep = {s["target"]} | {f"{p} paint" for p in s["recipe"]}
-        present = {o for objs in s["rooms"].values() for o in objs}
-        rename = {}
-        for kind in (SOLIDS, LIQUIDS, THINGS):
-            free = [o for o in kind if o not in present and o != s["target"]]
-            for o in sorted(present & set(kind) - keep):
-                if free:
-                    rename[o] = free.pop(rng.randrange(len(free)))
-        s["rooms"] = {r: rng.sample([rename.get(o, o) for o in objs], len(objs)) for r, objs in s["rooms"].items()}
-        s["temps"] = {rename.get(o, o): v for o, v in s["temps"].items()}
-        s["box"] = _other_box(s["box"])
-    else:
-        name = s["name"]
-        while name == s["name"]:
-            name = _sql_table_name(rng)
-        s.update(name=name, gold=s["gold"].replace(f" from {s['name']}", f" from {name}"),
-                 rows=rng.sample(s["rows"], len(s["rows"])))
-    return dict(task, id=task["id"] + "-relabeled", slots=s)
+    return dict(task, id=task["id"] + "-relabeled", slots=ENVS[task["env"]].relabel(s, rng))
 
 
 def lexicon(env_name: str) -> list:
     """Texts that together contain every word the environment can print or accept."""
-    if env_name == "shop":
-        return ([" ".join(types + attrs) + f" {dim}" for types, attrs, dim in SHOP_CATEGORIES.values()] +
-                [f"{dim}: {' '.join(v)}" for dim, v in SHOP_VALUES.items()] +
-                ["buy wool shirt, color red, size large, under $30.", "page 1 of 3", "no results.",
-                 "selected size large.", "thank you for your order.", INVALID,
-                 "search[wool shirt] click[a0] click[next >] click[< prev] click[back] click[buy now]",
-                 " ".join(string.ascii_lowercase), " ".join(string.digits)])
-    if env_name == "lab":
-        return ([f"{r}: {', '.join(FIXED[r])}, empty." for r in ROOMS] +
-                [" ".join(SOLIDS + LIQUIDS + THINGS), " ".join(PAINTS + tuple(MIXES.values())) + " brown paint",
-                 "your task is to melt boil freeze the wax. focus on it first.",
-                 "your task is to make purple paint. focus on it when done.",
-                 "your task is to find the moss. focus on it, then put it in the red box.",
-                 "your task is to measure the oil. if above 50 degrees, focus on the red box, else on the blue box.",
-                 "look wait go to take put in focus on use thermometer on activate deactivate stove mix bowl read recipe",
-                 "you wait. you take the wax. you put the wax in the stove. the stove is on. the stove is off.",
-                 "the bowl is empty. nothing in the bowl mixes. the bowl holds green paint. recipe: red paint and blue paint make purple paint.",
-                 "the wax is 20 degrees. you focus on the wax. task complete. task failed.",
-                 "the wax melts. the water boils. the water freezes. the water condenses.", INVALID, "0 1 2 3 4 5 6 7 8 9"])
-    if env_name == "sql":
-        return ([f"{t} {' '.join(cols)}" for t, cols in SQL_SCHEMAS.items()] +
-                [" ".join(words) for words in SQL_WORDS.values()] +
-                ["list the name where kind is dog and city is rome.", "list the name where age is at least 7.",
-                 "list the name where city is rome, from lowest to highest age.",
-                 "list the name of the 3 rows with the highest age.", "how many rows have kind dog?",
-                 "what is the highest age where city is rome?", "how many rows are there for each kind?",
-                 "execute[select name, count(*) from pets where age >= 3 and age > 2 or age < 1 order by age desc limit 3]",
-                 "execute[show tables] execute[desc pets] execute[describe pets] submit submitted.",
-                 "select distinct min max sum avg abs round lower upper length like not null in is asc as group",
-                 "no rows. more. null - ? ; * % _ !=", INVALID, "0 1 2 3 4 5 6 7 8 9", " ".join(string.ascii_lowercase)] +
-                sorted({msg for _, msg in SQL_ERRORS} | {"error: bad query", "error: too many rows"}))
-    raise ValueError(f"unknown environment {env_name!r}; choose one of {ENV_NAMES}")
+    return _spec(env_name).lexicon()
 
 
 @functools.lru_cache(maxsize=None)
@@ -1033,24 +1101,7 @@ def _lexicon_words(env_name: str) -> frozenset:
 
 def random_action(env_name: str, rng: random.Random) -> str:
     """A plausible random action: a template of the environment filled with its own words."""
-    words = sorted(_lexicon_words(env_name))
-    if env_name == "shop":
-        code = rng.choice(SHOP_CODES)                  # ids are fresh codes
-        return rng.choice([f"search[{' '.join(rng.sample(words, rng.randint(1, 3)))}]", f"click[{code}]",
-                           f"click[{rng.choice(words)}]", "click[next >]", "click[< prev]", "click[back]", "click[buy now]"])
-    if env_name == "lab":
-        objs = list(SOLIDS + LIQUIDS + THINGS + FIXED_ONLY) + [f"{p} paint" for p in PAINTS + tuple(MIXES.values())] + ["thermometer"]
-        o, c = rng.choice(objs), rng.choice(CONTAINERS)
-        return rng.choice([f"go to {rng.choice(ROOMS)}", f"take {o}", f"put {o} in {c}", f"focus on {o}",
-                           f"use thermometer on {o}", "activate stove", "deactivate stove", "mix bowl",
-                           "read recipe", "look", "wait"])
-    table = rng.choice(list(SQL_SCHEMAS) + [_sql_table_name(rng)])
-    cols = SQL_SCHEMAS[rng.choice(list(SQL_SCHEMAS))]
-    col, val = rng.choice(cols), rng.choice(SQL_WORDS[rng.choice(list(SQL_WORDS))])
-    return rng.choice([f"execute[select {col} from {table}]", f"execute[select {col} from {table} where {rng.choice(cols)} = '{val}']",
-                       f"execute[select count(*) from {table} where {col} > {rng.randint(0, 99)}]",
-                       f"execute[select {col} from {table} order by {rng.choice(cols)} desc limit {rng.randint(1, 5)}]",
-                       "execute[show tables]", f"execute[desc {table}]", "submit"])
+    return _spec(env_name).random_action(rng)
 
 
 # =========================================================================================== command line

@@ -109,6 +109,16 @@ def test_no_train_instruction_world_pair_appears_in_a_test_split(env_name):
     assert not others["valid_seen"] & others["test_seen"] and not others["valid_unseen"] & others["test_unseen"]
 
 
+@pytest.mark.parametrize("env_name", ENV_NAMES)
+def test_the_split_is_decided_on_what_the_agent_first_reads(env_name):
+    # make_tasks files a seen task under train, valid or test by the first observation its env's draw returns;
+    # were that not the text reset shows, two splits could share what the agent actually reads
+    spec = envs.ENVS[env_name]
+    for i in range(60):
+        slots, first = spec.draw(random.Random(i), i % 2 == 1)
+        assert first == envs.make_env(env_name).reset({"slots": slots}), i
+
+
 def held_out(task) -> bool:
     s = task["slots"]
     if task["env"] == "shop":
