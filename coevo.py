@@ -87,6 +87,7 @@ class Config:
     # --- SFT (step 0)
     sft_epochs: int = 10  # passes over the expert trajectories (40 with 300 experts: SFT solves all 300, nothing to pair)
     sft_lr: float = 3e-3  # AdamW learning rate, cosine-decayed to 10%
+    sft_warmup: float = 0.0  # fraction of the SFT steps over which the rate rises linearly from 0 (0 = none)
     sft_obs_coef: float = 1.0  # weight of the NLL of the observation tokens in SFT (a from-scratch model's stand-in for pretraining); 0 = actions only
     sft_fresh_worlds: bool = False  # each SFT epoch after the first trains on the expert tasks relabeled afresh (oracle there): SFT cannot recall the worlds ETO explores (docs/results.md)
     batch_size: int = 16  # trajectories (SFT) or pairs/groups (DPO) per optimizer step
@@ -263,8 +264,7 @@ def sft(cfg: Config, model, renderer, experts: list, run: RunDir, phase: str) ->
     seqs = render(experts)
     steps = cfg.sft_epochs * math.ceil(len(seqs) / cfg.batch_size)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.sft_lr, weight_decay=0.0)
-    # cosine decay to 10% of the peak: the toy model overfits 300 trajectories if the rate stays high
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.1 + 0.45 * (1 + math.cos(math.pi * s / steps)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: sft_lr_factor(s, steps, round(cfg.sft_warmup * steps)))
     rng, model = random.Random(phase_seed(cfg, phase)), model.train()
     bar = M.progress_bar(steps, phase)
     for epoch in range(cfg.sft_epochs):
@@ -290,6 +290,15 @@ def sft(cfg: Config, model, renderer, experts: list, run: RunDir, phase: str) ->
         run.log(phase, epoch=epoch, nll=loss.item())
     bar.close()
     model.eval()
+
+
+def sft_lr_factor(step: int, steps: int, warmup: int) -> float:
+    """SFT's rate at a step, as a fraction of --sft-lr: an optional linear warmup over `warmup` steps (nanoGPT's
+    schedule: Adam's first steps at the full rate can knock a fresh model around), then cosine decay to 10% (the toy
+    model overfits 300 trajectories if the rate stays high)."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.1 + 0.45 * (1 + math.cos(math.pi * (step - warmup) / (steps - warmup)))
 
 
 def fresh_worlds(explored: list, n_expert: int, k: int) -> tuple:
@@ -759,6 +768,7 @@ def check_config(cfg: Config) -> None:
     if cfg.n_test < 1: problems.append(f"--n-test {cfg.n_test} must be at least 1")
     for name in ("target_temperature", "failure_temperature"):
         if not 0 <= getattr(cfg, name) <= 5: problems.append(f"--{name.replace('_', '-')} {getattr(cfg, name)} must be in [0, 5]")
+    if not 0 <= cfg.sft_warmup < 1: problems.append(f"--sft-warmup {cfg.sft_warmup} must be in [0, 1) (a fraction of the SFT steps)")
     if not 0 < cfg.top_p <= 1: problems.append(f"--top-p {cfg.top_p} must be in (0, 1]")
     for name in ("dpo_coef", "hn_coef", "sft_coef", "ff_coef", "failure_sft_coef", "sft_obs_coef", "anchor_obs_coef", "eto_dpo_coef", "eto_sft_coef"):
         if not 0 <= getattr(cfg, name) <= 100: problems.append(f"--{name.replace('_', '-')} {getattr(cfg, name)} must be in [0, 100]")

@@ -163,6 +163,18 @@ def test_expert_nll_is_the_pooled_action_token_nll_and_sft_lowers_it(tmp_path):
     assert coevo.expert_nll(cfg, policy, renderer, oracle) < before - 0.5  # imitation transfers to test tasks
 
 
+def test_sft_schedule_warms_up_linearly_then_decays_to_a_tenth():
+    # without warmup the first step runs at the full rate (the default); with it the rate climbs to the peak at the
+    # end of the warmup and the cosine starts there, so the last step still ends near 10% either way
+    steps = 100
+    assert coevo.sft_lr_factor(0, steps, 0) == pytest.approx(1.0)
+    assert [coevo.sft_lr_factor(s, steps, 10) for s in (0, 4, 9)] == pytest.approx([0.1, 0.5, 1.0])
+    assert coevo.sft_lr_factor(10, steps, 10) == pytest.approx(1.0)
+    for warmup in (0, 10):
+        rates = [coevo.sft_lr_factor(s, steps, warmup) for s in range(warmup, steps)]
+        assert all(a >= b for a, b in zip(rates, rates[1:])) and 0.1 <= rates[-1] < 0.11
+
+
 def test_failure_sft_coef_adds_a_pull_on_the_chosen_failure_only():
     # at policy == reference DPO pushes chosen up and rejected down by the same amount (beta / 2 each);
     # the NLL anchor adds coef / n_tokens of extra pull on the chosen failure and leaves the rejected one alone
@@ -192,7 +204,7 @@ def smoke(tmp_path, name, **kw):
     dict(method="coevo", env="lab"), dict(method="coevo", env="sql"), dict(method="sft", sft_obs_coef=1.0),
     dict(method="nll,eto", eto_dpo_coef=0.02, eto_sft_coef=1.0), dict(method="coevo", anchor_obs_coef=1.0),
     dict(method="eto,coevo", fresh_worlds=True, iterations=2),
-    dict(method="nll", sft_fresh_worlds=True),
+    dict(method="nll", sft_fresh_worlds=True), dict(method="sft", sft_warmup=0.25),
 ])
 def test_every_method_and_ablation_runs(tmp_path, kw, capsys):
     cfg = smoke(tmp_path, "r", **kw)
@@ -275,7 +287,8 @@ def test_bad_configuration_is_refused_before_work(tmp_path):
                     (dict(failure_agent="twin"), "--failure-agent"), (dict(reference="base"), "--reference"),
                     (dict(eto_sft_coef=-1.0), "--eto-sft-coef"), (dict(method="nll,ppo"), "nor a comma list"),
                     (dict(ff_coef=0.5, target_samples=0), "--ff-coef .* needs --target-samples"),
-                    (dict(hn_threshold=1.5), r"--hn-threshold 1.5 must be in \[0, 1\)")]:
+                    (dict(hn_threshold=1.5), r"--hn-threshold 1.5 must be in \[0, 1\)"),
+                    (dict(sft_warmup=1.0), "--sft-warmup")]:
         with pytest.raises(SystemExit, match=msg):
             coevo.main(smoke(tmp_path, "bad", **kw))
     assert not (tmp_path / "bad").exists()
