@@ -272,15 +272,13 @@ def sft(cfg: Config, model, renderer, experts: list, run: RunDir, phase: str) ->
             seqs = render(fresh_worlds([t["task"] for t in experts], len(experts), 1000 + epoch)[1])
         order = rng.sample(range(len(seqs)), len(seqs))
         for b in range(0, len(order), cfg.batch_size):
-            ids, mask = M.collate([seqs[i] for i in order[b:b + cfg.batch_size]], renderer.pad_id, cfg.device)
             # the observations too (sft_obs_coef): read as language, they teach a from-scratch model to copy what
             # the page shows (an id, a price), the ability the paper's pretrained agents bring with them
-            obs = ((ids != renderer.pad_id) & (mask == 0)).long() if cfg.sft_obs_coef > 0 else None
-            with autocast(cfg):
-                logps, n_tokens, *obs_part = M.sequence_logps(model, ids, mask, obs)
-                loss = losses.nll_loss(logps, n_tokens).mean()
-                if obs_part:
-                    loss = loss + cfg.sft_obs_coef * losses.nll_loss(*obs_part).mean()
+            logps, n_tokens, *obs_part = pool_logps(cfg, model, renderer, seqs, order[b:b + cfg.batch_size],
+                                                    with_obs=cfg.sft_obs_coef > 0)
+            loss = losses.nll_loss(logps, n_tokens).mean()
+            if obs_part:
+                loss = loss + cfg.sft_obs_coef * losses.nll_loss(*obs_part).mean()
             check_finite(loss, phase, bar.n + 1)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -429,12 +427,11 @@ def build_target_groups(cfg: Config, experts: list, own: list, hard: list, metho
 
 
 def pool_logps(cfg: Config, model, renderer, seqs: list, idx: list, with_obs: bool = False):
-    """Summed action log-probs (and action-token counts) of seqs[i] for i in idx, in one padded batch; with_obs:
-    the observation tokens' too, from the same forward pass (logps, n, obs_logps, n_obs)."""
-    ids, mask = M.collate([seqs[i] for i in idx], renderer.pad_id, cfg.device)
-    obs = ((ids != renderer.pad_id) & (mask == 0)).long() if with_obs else None
+    """Summed action log-probs (and action-token counts) of seqs[i] for i in idx, in that order (length-sorted
+    chunks inside: model.batch_logps); with_obs: the observation tokens' too, from the same forward passes
+    (logps, n, obs_logps, n_obs)."""
     with autocast(cfg):
-        return M.sequence_logps(model, ids, mask, obs)
+        return M.batch_logps(model, [seqs[i] for i in idx], renderer.pad_id, cfg.device, with_obs)
 
 
 @torch.no_grad()
@@ -444,9 +441,9 @@ def reference_logps(cfg: Config, model, renderer, seqs: list, ref_path: str = ""
     SFT checkpoint (`--reference sft`)."""
     ref = M.load_checkpoint(ref_path, device=cfg.device)[0] if ref_path else model
     ref.eval()
-    out = [pool_logps(cfg, ref, renderer, seqs, list(range(b, min(b + 64, len(seqs)))))[0].float()
-           for b in range(0, len(seqs), 64)]
-    return torch.cat(out) if out else torch.zeros(0, device=cfg.device)
+    if not seqs:
+        return torch.zeros(0, device=cfg.device)
+    return pool_logps(cfg, ref, renderer, seqs, list(range(len(seqs))))[0].float()
 
 
 def preference_update(cfg: Config, model, renderer, pool: list, items: list, loss_fn, lr: float,
@@ -593,11 +590,11 @@ def evaluate(cfg: Config, model, renderer, data: dict, label: str) -> dict:
 @torch.no_grad()
 def expert_nll(cfg: Config, model, renderer, trajs: list) -> float:
     """Per-token NLL of the action tokens of `trajs` under `model` (all tokens pooled, as in SFT's loss)."""
-    seqs, total, count = [renderer.render(t["messages"]) for t in trajs], 0.0, 0
-    for b in range(0, len(seqs), 64):
-        logps, n = pool_logps(cfg, model, renderer, seqs, list(range(b, min(b + 64, len(seqs)))))
-        total, count = total - logps.float().sum().item(), count + n.sum().item()
-    return total / max(count, 1)
+    seqs = [renderer.render(t["messages"]) for t in trajs]
+    if not seqs:
+        return 0.0
+    logps, n = pool_logps(cfg, model, renderer, seqs, list(range(len(seqs))))
+    return -logps.float().sum().item() / max(n.sum().item(), 1)
 
 
 # -----------------------------------------------------------------------------------------------------------

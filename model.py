@@ -590,6 +590,43 @@ def _masked_logps(model, h, ids, mask) -> tuple:
     return logps, counted.sum(1)
 
 
+# Padded tokens per forward call in batch_logps: on a CPU, chunks this small stay in cache (measured by
+# `python bench.py logps`); a GPU wants big calls, and the chunk cap still keeps padding low there.
+CHUNK_TOKENS = {"cpu": 2048, "cuda": 32768}
+
+
+def length_chunks(lengths: list, max_tokens: int) -> list:
+    """Positions into `lengths`, sorted by length and cut into chunks whose padded size (rows x longest) stays
+    within max_tokens; a sequence longer than that is a chunk of its own."""
+    chunks = []
+    for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):
+        if chunks and (len(chunks[-1]) + 1) * lengths[i] <= max_tokens:
+            chunks[-1].append(i)
+        else:
+            chunks.append([i])
+    return chunks
+
+
+def batch_logps(model, seqs, pad_id: int, device=None, with_obs: bool = False, max_tokens: int | None = None) -> tuple:
+    """sequence_logps of a list of (ids, mask) sequences of mixed lengths, in their order: (logps, n_tokens) and,
+    with_obs, the observation tokens' (obs_logps, n_obs) from the same forward passes. A batch padded to its
+    longest sequence spends up to half its compute on padding (a DPO batch holds short experts next to step-capped
+    failures), so the sequences run in length-sorted chunks (length_chunks). Gradients flow through every chunk."""
+    if not seqs:
+        raise ValueError("batch_logps: no sequences given")
+    device = torch.device(device or "cpu")
+    chunks = length_chunks([len(ids) for ids, _ in seqs], max_tokens or CHUNK_TOKENS.get(device.type, 32768))
+    parts = []
+    for chunk in chunks:
+        ids, mask = collate([seqs[i] for i in chunk], pad_id, device)
+        obs = ((ids != pad_id) & (mask == 0)).long() if with_obs else None  # observation: real tokens, not actions
+        parts.append(sequence_logps(model, ids, mask, obs))
+    inverse = torch.empty(len(seqs), dtype=torch.long)
+    inverse[torch.tensor([i for chunk in chunks for i in chunk])] = torch.arange(len(seqs))
+    inverse = inverse.to(device)
+    return tuple(torch.cat(column)[inverse] for column in zip(*parts))
+
+
 # -----------------------------------------------------------------------------------------------------------
 # Checkpoints: a Hugging Face-layout folder (config.json, model.safetensors, tokenizer.json)
 def hf_config(cfg: ModelConfig, dtype: torch.dtype, renderer) -> dict:

@@ -185,6 +185,36 @@ def test_sequence_logps_ignore_padding():
     assert torch.equal(both[0], alone[0]) and both[3].tolist() == [2] and torch.allclose(both[2], obs[0])
 
 
+def test_batch_logps_in_length_chunks_equal_one_padded_batch():
+    # Training scores a DPO batch (short experts, long step-capped failures) in length-sorted chunks to skip the
+    # padding. The chunking must be invisible: same numbers, in the caller's order, same gradients.
+    torch.manual_seed(0)
+    model = tiny(40)
+    rng = random.Random(0)
+    seqs = []
+    for n in (30, 5, 17, 5, 29, 8, 12, 30, 2):
+        ids = [rng.randrange(6, 40) for _ in range(n)]
+        seqs.append((ids, [int(i > 0 and rng.random() < 0.5) for i in range(n)]))
+    chunks = M.length_chunks([len(s[0]) for s in seqs], max_tokens=40)
+    assert sorted(i for c in chunks for i in c) == list(range(len(seqs)))
+    assert all(len(c) * max(len(seqs[i][0]) for i in c) <= 40 or len(c) == 1 for c in chunks)
+    # lengths 2, 5, 5, 8 fill 4 x 8 = 32 padded tokens; 12 and 17 make 34; 29 and 30 only fit alone
+    assert chunks == [[8, 1, 3, 5], [6, 2], [4], [0], [7]]
+    ids, mask = M.collate(seqs, pad_id=3)
+    whole = M.sequence_logps(model, ids, mask, ((ids != 3) & (mask == 0)).long())
+    parts = M.batch_logps(model, seqs, pad_id=3, with_obs=True, max_tokens=40)
+    for a, b in zip(whole, parts):
+        assert a.dtype == b.dtype and torch.allclose(a, b, atol=1e-5)
+    grads = []
+    for logps in (whole[0], parts[0]):
+        model.zero_grad()
+        (logps * torch.arange(1.0, 10.0)).sum().backward()  # order matters: a permuted result changes the gradient
+        grads.append([p.grad.clone() for p in model.parameters()])
+    assert all(torch.allclose(g, h, atol=1e-4) for g, h in zip(*grads))
+    with pytest.raises(ValueError, match="no sequences"):
+        M.batch_logps(model, [], pad_id=3)
+
+
 def test_context_limit_ends_episodes(renderer):
     model = tiny(renderer.vocab_size, max_position_embeddings=40)
     tasks = [{"id": i, "words": ["red", "mug", "lamp", "soap"]} for i in range(3)]  # 4 turns never fit in 40
