@@ -8,6 +8,7 @@
 
     python bench.py                       # CPU, about a minute on 2 cores
     python bench.py --device cuda --batch-size 256
+    python bench.py logps --threads 1     # a DPO-sized batch of mixed lengths: padded vs length-sorted chunks
     python bench.py --threads 1           # on a busy shared machine: two threads that wait for each other on
                                           # every small op are often 10x slower than one
     python bench.py --reading runs/shop-compare-seed0    # does a trained agent read? (below)
@@ -183,6 +184,40 @@ def train_throughput(model, device, batch, seq_len, steps):
     _, seconds = timed(lambda: [step() for _ in range(steps)], device)
     model.eval()
     return batch * seq_len * steps / seconds
+
+
+def chunked_versus_padded(args, device) -> None:
+    """One training step (forward, backward) over a batch of mixed lengths, as a DPO batch of the default shop run
+    is (about 90 sequences of 60-300 tokens: short experts beside step-capped failures), scored two ways: padded to
+    its longest sequence in one call (sequence_logps) or in length-sorted chunks (batch_logps, what coevo.py
+    does). Prints seconds per step of each, their ratio and the largest difference between the two."""
+    torch.manual_seed(0)
+    model = M.Transformer(M.ModelConfig(vocab_size=256)).to(device).train()
+    gen = torch.Generator().manual_seed(0)
+    lengths = torch.randint(60, 301, (args.logps_batch,), generator=gen).tolist()
+    seqs = [(torch.randint(6, 256, (n,), generator=gen).tolist(), [0] * (n // 2) + [1] * (n - n // 2)) for n in lengths]
+
+    def padded():
+        with M.autocast(device):
+            return M.sequence_logps(model, *M.collate(seqs, 0, device))[0]
+
+    def chunked():
+        with M.autocast(device):
+            return M.batch_logps(model, seqs, 0, device)[0]
+
+    results = {}
+    for name, fn in (("padded", padded), ("chunked", chunked)):
+        fn().sum().backward()  # warm-up
+        _, seconds = timed(lambda: [fn().sum().backward() for _ in range(args.train_steps)], device)
+        with torch.no_grad():
+            results[name] = (fn(), seconds / args.train_steps)
+        model.zero_grad(set_to_none=True)
+    padding = sum(lengths) / (len(lengths) * max(lengths))
+    (a, t_pad), (b, t_chunk) = results["padded"], results["chunked"]
+    print(f"logps    (batch of {len(seqs)} sequences of {min(lengths)}-{max(lengths)} tokens, {100 * padding:.0f}% real "
+          f"tokens when padded; forward + backward): padded {t_pad:.2f} s/step, length-sorted chunks of "
+          f"<= {M.CHUNK_TOKENS.get(device.type, 32768)} tokens {t_chunk:.2f} s/step, {t_pad / t_chunk:.1f}x; "
+          f"largest difference in summed log-probs {(a - b).abs().max().item():.1e}")
 
 
 def reading(run_dir: str, ckpt: str, n: int, device, splits: str = "test") -> None:
@@ -402,11 +437,13 @@ def loop(run_dir: str) -> None:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("mode", nargs="?", default="all", choices=["all", "rollout", "dpo", "loop"],
+    p.add_argument("mode", nargs="?", default="all", choices=["all", "rollout", "dpo", "logps", "loop"],
                    help="all (default): rollout and training figures; rollout: ours vs transformers; dpo: one DPO "
-                        "update, ours vs TRL; loop: seconds per phase of a run (give --run)")
+                        "update, ours vs TRL; logps: a mixed-length training batch padded vs in length-sorted chunks; "
+                        "loop: seconds per phase of a run (give --run)")
     p.add_argument("--run", default="runs/shop-compare-seed0", help="loop: the run directory to read")
     p.add_argument("--dpo-pairs", type=int, default=256, help="dpo: preference pairs in the timed update")
+    p.add_argument("--logps-batch", type=int, default=90, help="logps: sequences in the timed batch")
     p.add_argument("--device", default="cpu", help="cpu | cuda")
     p.add_argument("--batch-size", type=int, default=64, help="episodes decoded at once in the rollout benchmark")
     p.add_argument("--naive-episodes", type=int, default=16, help="episodes for the cached-vs-naive comparison")
@@ -432,6 +469,8 @@ def main():
         return loop(args.run)
     if args.mode == "dpo":
         return dpo_versus_trl(args, device)
+    if args.mode == "logps":
+        return chunked_versus_padded(args, device)
     torch.manual_seed(0)
 
     texts = [CountEnv().say(h) for h in ("start counting", "right", "wrong")] + ["1 , 2 , 3"]
