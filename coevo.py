@@ -68,7 +68,7 @@ class Config:
     seed: int = 0  # one seed drives tasks, initialisation, sampling and shuffling
     seeds: str = ""  # comma list, e.g. 0,1,2: repeat the run per seed and print mean and spread
     device: str = "cpu"  # cpu | cuda (bf16 autocast on cuda)
-    threads: int = 1  # torch CPU threads (0 = torch's default: faster on an idle machine, up to 10x slower on a busy one)
+    threads: int = 1  # torch CPU threads (0 = torch's default); alone on an idle 2-core machine use 2 (the default run: 1.3x faster, same numbers); parallel runs of 2 threads each were 5x slower
     resume: str = ""  # a run directory: continue after its last finished phase (its saved config is used)
     preset: str = ""  # "" | paper (the paper's loss weights and K = 3: deviations 8-10) | smoke (a tiny run for tests, seconds)
     # --- environment and data
