@@ -216,7 +216,7 @@ def chunked_versus_padded(args, device) -> None:
     (a, t_pad), (b, t_chunk) = results["padded"], results["chunked"]
     print(f"logps    (batch of {len(seqs)} sequences of {min(lengths)}-{max(lengths)} tokens, {100 * padding:.0f}% real "
           f"tokens when padded; forward + backward): padded {t_pad:.2f} s/step, length-sorted chunks of "
-          f"<= {M.CHUNK_TOKENS.get(device.type, 32768)} tokens {t_chunk:.2f} s/step, {t_pad / t_chunk:.1f}x; "
+          f"<= {M.chunk_tokens(device)} tokens {t_chunk:.2f} s/step, {t_pad / t_chunk:.1f}x; "
           f"largest difference in summed log-probs {(a - b).abs().max().item():.1e}")
 
 

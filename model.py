@@ -595,6 +595,11 @@ def _masked_logps(model, h, ids, mask) -> tuple:
 CHUNK_TOKENS = {"cpu": 2048, "cuda": 32768}
 
 
+def chunk_tokens(device) -> int:
+    """batch_logps' default chunk size on this device (any other accelerator is treated as a GPU)."""
+    return CHUNK_TOKENS.get(torch.device(device or "cpu").type, CHUNK_TOKENS["cuda"])
+
+
 def length_chunks(lengths: list, max_tokens: int) -> list:
     """Positions into `lengths`, sorted by length and cut into chunks whose padded size (rows x longest) stays
     within max_tokens; a sequence longer than that is a chunk of its own."""
@@ -615,7 +620,7 @@ def batch_logps(model, seqs, pad_id: int, device=None, with_obs: bool = False, m
     if not seqs:
         raise ValueError("batch_logps: no sequences given")
     device = torch.device(device or "cpu")
-    chunks = length_chunks([len(ids) for ids, _ in seqs], max_tokens or CHUNK_TOKENS.get(device.type, 32768))
+    chunks = length_chunks([len(ids) for ids, _ in seqs], max_tokens or chunk_tokens(device))
     parts = []
     for chunk in chunks:
         ids, mask = collate([seqs[i] for i in chunk], pad_id, device)
