@@ -13,6 +13,7 @@
                                           # every small op are often 10x slower than one
     python bench.py --reading runs/shop-compare-seed0    # does a trained agent read? (below)
     python bench.py --failures runs/shop-compare-seed0   # what do its failures get wrong? (below)
+    python bench.py --margins runs/shop-compare-seed0    # do its preference pairs carry to new tasks? (below)
 
 --reading RUN_DIR is the reading benchmark of shared/ENVS.md (property 6): the run's SFT checkpoint, greedy, on
 its test tasks and on the same tasks relabeled (envs.relabel: fresh ids and names, other orders, same meaning).
@@ -21,7 +22,9 @@ An agent that reads its observations loses little (goal: under 10% of its reward
 learned in training collapses. --failures RUN_DIR rolls the same checkpoint out on the run's evaluation tasks
 and sorts its failures by what went wrong (shop: which constraint the bought product misses, the price miss by how
 far its leading digit is from the budget's; lab and sql: how the episode ended), and says where each failure
-first left the oracle's path. Only these two modes import envs.py.
+first left the oracle's path. --margins RUN_DIR asks whether the preference pairs taught anything beyond the
+training tasks: each updated checkpoint's DPO margin over the SFT checkpoint on ETO-style pairs of the expert
+tasks and of validation tasks. Only these three modes import envs.py (and --margins coevo.py).
 
 Figures are printed, never asserted. The episodes come from a tiny built-in counting game (CountEnv below), so
 this file depends on model.py only. The model is untrained: it rarely emits the stop token, so most actions
@@ -268,6 +271,57 @@ def failures(run_dir: str, ckpt: str, n: int, device) -> None:
                 print(f"    {k:40s} {c:5d}  {100 * c / max(len(trajs), 1):5.1f}%")
 
 
+@torch.no_grad()
+def margins(run_dir: str, n: int, device) -> None:
+    """Does what the preference pairs taught carry to new tasks? ETO-style pairs (the oracle's trajectory vs the
+    SFT agent's greedy failure, build_eto_pairs' rules) on the run's expert tasks, where the update trained, and
+    on its validation tasks, where it did not; each updated checkpoint's DPO margin against the SFT checkpoint,
+    beta * ((pi - sft)(chosen) - (pi - sft)(rejected)): the implicit reward gap that DPO raises. The nll control
+    gets the same numbers, so ETO minus nll is what the preference term itself moved."""
+    import json
+
+    import coevo
+    import envs
+    from runs import mean_ci
+    cfg = coevo.Config(**json.load(open(os.path.join(run_dir, "config.json"))))
+    cfg = coevo.dataclasses.replace(cfg, device=str(device))
+    sft, renderer = M.load_checkpoint(os.path.join(run_dir, "ckpt", "sft_0_train"), device=device)
+    names = [m for m in coevo.LOOP_METHODS
+             if os.path.isdir(os.path.join(run_dir, "ckpt", f"{m}_{cfg.iterations}_6_update_target"))]
+    models = {"sft": sft} | {m: M.load_checkpoint(os.path.join(run_dir, "ckpt", f"{m}_{cfg.iterations}_6_update_target"),
+                                                  device=device)[0] for m in names}
+    print(f"margins: {cfg.env}, {run_dir}, checkpoints {', '.join(names)} against sft_0_train, beta {cfg.beta}; "
+          f"pairs = oracle vs SFT's greedy failure, up to {n or cfg.n_expert} tasks per split")
+    print("| split | pairs | method | margin | accuracy % | chosen (nats) | rejected (nats) |\n|---|---|---|---|---|---|---|")
+    for split in ("train", "valid_seen", "valid_unseen"):
+        count = cfg.n_train if split == "train" else (n or cfg.n_expert)
+        tasks = envs.make_tasks(cfg.env, split, count, cfg.seed)[:n or cfg.n_expert]   # train: the expert tasks
+        trajs = M.rollout(sft, renderer, lambda: envs.make_env(cfg.env), tasks, device=device)
+        pairs = [p for t, tr in zip(tasks, trajs) if not tr["success"]
+                 for p in coevo.build_eto_pairs(envs.oracle(t), [tr], cfg.eto_truncate_turns)]
+        base = {}
+        for m in names:
+            margin, chosen, rejected = pair_margins(cfg, models[m], models["sft"], renderer, pairs)
+            base[m] = margin.tolist()
+            mean, ci = mean_ci(base[m])
+            print(f"| {split} | {len(pairs)} | {m} | {mean:+.3f} ± {ci:.3f} | {100 * (margin > 0).double().mean():.1f} | "
+                  f"{chosen.mean().item():+.2f} | {rejected.mean().item():+.2f} |")
+        for m in [m for m in names if m != "nll" and "nll" in base]:
+            mean, ci = mean_ci([a - b for a, b in zip(base[m], base["nll"])])
+            print(f"| {split} | {len(pairs)} | {m} - nll | {mean:+.3f} [{mean - ci:+.3f}, {mean + ci:+.3f}] | | | |")
+
+
+@torch.no_grad()
+def pair_margins(cfg, policy, reference, renderer, pairs: list) -> tuple:
+    """Per (chosen, rejected) pair: DPO's margin beta * ((policy - reference)(chosen) - (policy - reference)(rejected))
+    on summed action log-probs (-log sigmoid of it is the pair's DPO loss), and the two log-ratios in nats."""
+    import coevo
+    seqs = [renderer.render(x["messages"]) for pair in pairs for x in pair]   # chosen, rejected, chosen, ...
+    idx = list(range(len(seqs)))
+    d = (coevo.pool_logps(cfg, policy.eval(), renderer, seqs, idx)[0].double()
+         - coevo.pool_logps(cfg, reference.eval(), renderer, seqs, idx)[0].double())
+    return cfg.beta * (d[0::2] - d[1::2]), d[0::2], d[1::2]
+
 def failure_kind(traj: dict) -> str:
     """shop: the constraints the bought product misses (type, attrs, price: +k when its tens digit is k above the
     budget's, options), or how the episode ended without a purchase; lab and sql: how the episode ended."""
@@ -453,10 +507,12 @@ def main():
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     p.add_argument("--reading", metavar="RUN_DIR", default="", help="run the reading benchmark on this run instead")
     p.add_argument("--failures", metavar="RUN_DIR", default="", help="sort a run's failures by kind instead")
+    p.add_argument("--margins", metavar="RUN_DIR", default="", help="the DPO margin of a run's updated checkpoints on "
+                   "pairs of its training tasks and of new tasks instead")
     p.add_argument("--ckpt", default="sft_0_train", help="--reading, --failures: which checkpoint under RUN_DIR/ckpt")
     p.add_argument("--split", default="test", choices=["test", "valid", "train"],
                    help="--reading: test (seen and unseen), valid, or train (the run's expert tasks, which SFT trained on)")
-    p.add_argument("--n", type=int, default=0, help="--reading, --failures: tasks per split (0 = the run's n_test)")
+    p.add_argument("--n", type=int, default=0, help="--reading, --failures, --margins: tasks per split (0 = the run's n_test; --margins: n_expert)")
     args = p.parse_args()
     device = M.pick_device(args.device)
     if args.threads:
@@ -465,6 +521,8 @@ def main():
         return reading(args.reading, args.ckpt, args.n, device, args.split)
     if args.failures:
         return failures(args.failures, args.ckpt, args.n, device)
+    if args.margins:
+        return margins(args.margins, args.n, device)
     if args.mode == "loop":
         return loop(args.run)
     if args.mode == "dpo":

@@ -68,7 +68,7 @@ class Config:
     seed: int = 0  # one seed drives tasks, initialisation, sampling and shuffling
     seeds: str = ""  # comma list, e.g. 0,1,2: repeat the run per seed and print mean and spread
     device: str = "cpu"  # cpu | cuda (bf16 autocast on cuda)
-    threads: int = 1  # torch CPU threads (0 = torch's default); alone on an idle 2-core machine use 2 (the default run: 1.3x faster, same numbers); parallel runs of 2 threads each were 5x slower
+    threads: int = 2  # torch CPU threads (0 = torch's default); fixed, not "all cores", so a run repeats on any machine; parallel runs: --threads 1 each (2 processes x 2 threads were 5x slower)
     resume: str = ""  # a run directory: continue after its last finished phase (its saved config is used)
     preset: str = ""  # "" | paper (the paper's loss weights and K = 3: deviations 8-10) | smoke (a tiny run for tests, seconds)
     # --- environment and data
@@ -134,7 +134,7 @@ PRESETS = {
     "paper": dict(dpo_coef=0.5, hn_coef=0.5, sft_coef=0.5, eto_dpo_coef=1.0, eto_sft_coef=0.0, anchor_all_experts=False,
                   iterations=3),
     "smoke": dict(n_train=24, n_expert=12, n_test=8, explore_tasks=16, hidden_size=32, layers=1, heads=2, sft_epochs=2,
-                  target_samples=1, failure_samples=2, iterations=1, batch_size=4),
+                  target_samples=1, failure_samples=2, iterations=1, batch_size=4, threads=1),  # tiny: 1 thread is faster
 }
 METHODS = ("sft", "eto", "coevo", "compare")  # plus "nll" and comma lists: see method_list
 LOOP_METHODS = ("nll", "eto", "coevo")  # nll: the loop with the NLL term alone, the parameter-matched control

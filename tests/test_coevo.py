@@ -116,7 +116,7 @@ def test_anchor_all_experts_keeps_experts_the_target_already_solves(method):
 
 
 # ---------------------------------------------------------------------------------------------- one update
-def test_target_update_moves_policy_not_reference(tmp_path):
+def test_target_update_moves_policy_not_reference_and_its_margin_is_the_dpo_loss(tmp_path):
     cfg = coevo.Config(preset="smoke", **coevo.PRESETS["smoke"], out_dir=str(tmp_path), env="shop")
     data = coevo.make_data(cfg)
     renderer = coevo.build_renderer(cfg, data)
@@ -138,6 +138,15 @@ def test_target_update_moves_policy_not_reference(tmp_path):
     assert (after[0] - after[1]) > (ref_before[0] - ref_before[1])
     assert torch.equal(coevo.reference_logps(cfg, ref_model, renderer, seqs), ref_before)
     run.release()
+    # bench.py --margins reads the same thing on any pairs: the implicit-reward margin, whose -log sigmoid is the
+    # pair's DPO loss; the reference against itself has margin 0, and a swapped pair the opposite margin
+    bench = pytest.importorskip("bench")
+    margin, chosen, rejected = bench.pair_margins(cfg, policy, ref_model, renderer, [(e, fail), (fail, e)])
+    loss, _, _ = losses.dpo_loss(after[:1], after[1:], ref_before[:1], ref_before[1:], cfg.beta)
+    assert margin[0] > 0 and margin[1].item() == pytest.approx(-margin[0].item(), rel=1e-6)
+    assert chosen[0].item() == pytest.approx(rejected[1].item(), rel=1e-6)
+    assert torch.nn.functional.softplus(-margin[0]).item() == pytest.approx(loss.item(), rel=1e-4)
+    assert torch.equal(bench.pair_margins(cfg, ref_model, ref_model, renderer, [(e, fail)])[0], torch.zeros(1, dtype=torch.float64))
 
 
 def test_expert_nll_is_the_pooled_action_token_nll_and_sft_lowers_it(tmp_path):
