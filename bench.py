@@ -293,6 +293,7 @@ def margins(run_dir: str, n: int, device) -> None:
     print(f"margins: {cfg.env}, {run_dir}, checkpoints {', '.join(names)} against sft_0_train, beta {cfg.beta}; "
           f"pairs = oracle vs SFT's greedy failure, up to {n or cfg.n_expert} tasks per split")
     print("| split | pairs | method | margin | accuracy % | chosen (nats) | rejected (nats) |\n|---|---|---|---|---|---|---|")
+    decisions = []
     for split in ("train", "valid_seen", "valid_unseen"):
         count = cfg.n_train if split == "train" else (n or cfg.n_expert)
         tasks = envs.make_tasks(cfg.env, split, count, cfg.seed)[:n or cfg.n_expert]   # train: the expert tasks
@@ -309,6 +310,18 @@ def margins(run_dir: str, n: int, device) -> None:
         for m in [m for m in names if m != "nll" and "nll" in base]:
             mean, ci = mean_ci([a - b for a, b in zip(base[m], base["nll"])])
             print(f"| {split} | {len(pairs)} | {m} - nll | {mean:+.3f} [{mean - ci:+.3f}, {mean + ci:+.3f}] | | | |")
+        # greedy reward turns on the first decision where the agent left the expert's path, not on the sum: both
+        # sides cut just after it (the shared prefix cancels), log pi(expert's action) - log pi(agent's action)
+        first = [(dict(c, messages=c["messages"][:len(cut["messages"])]), cut) for c, r in pairs
+                 for cut in [coevo.cut_at_divergence(c, r)] if cut is not r and len(cut["messages"]) <= len(c["messages"])]
+        seqs = [renderer.render(x["messages"]) for pair in first for x in pair]
+        for m, model in models.items():
+            lp = coevo.pool_logps(cfg, model.eval(), renderer, seqs, list(range(len(seqs))))[0].double()
+            gap = lp[0::2] - lp[1::2]
+            decisions.append(f"| {split} | {len(first)} | {m} | {100 * (gap > 0).double().mean():.1f} | {gap.mean().item():+.2f} |")
+    print("\nat the first action off the expert's path: log pi(expert's action) - log pi(SFT agent's action)\n"
+          "| split | decisions | checkpoint | expert's action more likely % | mean gap (nats) |\n|---|---|---|---|---|")
+    print("\n".join(decisions))
 
 
 @torch.no_grad()
