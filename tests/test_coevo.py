@@ -254,6 +254,31 @@ def test_same_seed_same_metrics(tmp_path, capsys):
     assert all(l.endswith(" s)") for l in lines)
 
 
+def test_a_fork_keeps_its_phases_bit_for_bit_and_recomputes_the_rest_under_new_settings(tmp_path, capsys):
+    # scripts/fork_run.py: two settings compared on the same SFT checkpoint and the same exploration (paired)
+    from scripts import fork_run
+    coevo.main(smoke(tmp_path, "base", method="nll,eto"))
+    kept = ["sft/0_train", "nll/1/1_explore_target", "nll/1/6_update_target", "eto/1/1_explore_target"]
+    fork_run.main([str(tmp_path / "base"), str(tmp_path / "cut"), "--keep", ",".join(kept),
+                   "--set", "cut_at_divergence=true", "eval_on=valid"])
+    assert json.load(open(tmp_path / "cut" / "state.json"))["done"] == kept
+    assert not (tmp_path / "cut" / "ckpt" / "eto_1_6_update_target").exists()   # forgotten: recomputed on resume
+    coevo.main(coevo.Config(**{**json.load(open(tmp_path / "cut" / "config.json")), "resume": str(tmp_path / "cut")}))
+    base, cut = (json.load(open(tmp_path / r / "config.json")) for r in ("base", "cut"))
+    assert cut["cut_at_divergence"] and cut["eval_on"] == "valid" and cut["name"] == "cut" and base["eval_on"] == "test"
+    weights = lambda run, phase: (tmp_path / run / "ckpt" / phase / "model.safetensors").read_bytes()
+    assert weights("base", "sft_0_train") == weights("cut", "sft_0_train")       # the same SFT, untouched
+    assert weights("base", "eto_1_6_update_target") != weights("cut", "eto_1_6_update_target")  # cut pairs
+    records = [json.loads(l) for l in open(tmp_path / "cut" / "metrics.jsonl")]
+    assert [r["phase"] for r in records if r["phase"] == "eto/1/6_update_target"] == ["eto/1/6_update_target"]
+    # what cannot be forked says why: an unfinished phase, an unknown setting, a folder that exists
+    for argv, says in ([str(tmp_path / "base"), str(tmp_path / "x"), "--keep", "eto/2/1_explore_target"], "not finished"),\
+                      ([str(tmp_path / "base"), str(tmp_path / "x"), "--keep", "sft/0_train", "--set", "lr=1"], "cannot --set"),\
+                      ([str(tmp_path / "base"), str(tmp_path / "cut"), "--keep", "sft/0_train"], "exists"):
+        with pytest.raises(SystemExit, match=says):
+            fork_run.main(argv)
+
+
 class Killed(Exception):
     pass
 
