@@ -300,9 +300,10 @@ def margins(run_dir: str, n: int, device) -> None:
         trajs = M.rollout(sft, renderer, lambda: envs.make_env(cfg.env), tasks, device=device)
         pairs = [p for t, tr in zip(tasks, trajs) if not tr["success"]
                  for p in coevo.build_eto_pairs(envs.oracle(t), [tr], cfg.eto_truncate_turns)]
+        logps = {m: pair_logps(cfg, model, renderer, pairs) for m, model in models.items()}   # each model once
         base = {}
         for m in names:
-            margin, chosen, rejected = pair_margins(cfg, models[m], models["sft"], renderer, pairs)
+            margin, chosen, rejected = pair_margins(cfg.beta, logps[m], logps["sft"])
             base[m] = margin.tolist()
             mean, ci = mean_ci(base[m])
             print(f"| {split} | {len(pairs)} | {m} | {mean:+.3f} ± {ci:.3f} | {100 * (margin > 0).double().mean():.1f} | "
@@ -314,10 +315,9 @@ def margins(run_dir: str, n: int, device) -> None:
         # sides cut just after it (the shared prefix cancels), log pi(expert's action) - log pi(agent's action)
         first = [(dict(c, messages=c["messages"][:len(cut["messages"])]), cut) for c, r in pairs
                  for cut in [coevo.cut_at_divergence(c, r)] if cut is not r and len(cut["messages"]) <= len(c["messages"])]
-        seqs = [renderer.render(x["messages"]) for pair in first for x in pair]
         for m, model in models.items():
-            lp = coevo.pool_logps(cfg, model.eval(), renderer, seqs, list(range(len(seqs))))[0].double()
-            gap = lp[0::2] - lp[1::2]
+            chosen, rejected = pair_logps(cfg, model, renderer, first)
+            gap = chosen - rejected
             decisions.append(f"| {split} | {len(first)} | {m} | {100 * (gap > 0).double().mean():.1f} | {gap.mean().item():+.2f} |")
     print("\nat the first action off the expert's path: log pi(expert's action) - log pi(SFT agent's action)\n"
           "| split | decisions | checkpoint | expert's action more likely % | mean gap (nats) |\n|---|---|---|---|---|")
@@ -325,15 +325,20 @@ def margins(run_dir: str, n: int, device) -> None:
 
 
 @torch.no_grad()
-def pair_margins(cfg, policy, reference, renderer, pairs: list) -> tuple:
-    """Per (chosen, rejected) pair: DPO's margin beta * ((policy - reference)(chosen) - (policy - reference)(rejected))
-    on summed action log-probs (-log sigmoid of it is the pair's DPO loss), and the two log-ratios in nats."""
+def pair_logps(cfg, model, renderer, pairs: list) -> tuple:
+    """Summed action log-probs of the chosen and of the rejected sides of (chosen, rejected) pairs, float64."""
     import coevo
     seqs = [renderer.render(x["messages"]) for pair in pairs for x in pair]   # chosen, rejected, chosen, ...
-    idx = list(range(len(seqs)))
-    d = (coevo.pool_logps(cfg, policy.eval(), renderer, seqs, idx)[0].double()
-         - coevo.pool_logps(cfg, reference.eval(), renderer, seqs, idx)[0].double())
-    return cfg.beta * (d[0::2] - d[1::2]), d[0::2], d[1::2]
+    logps = coevo.pool_logps(cfg, model.eval(), renderer, seqs, list(range(len(seqs))))[0].double()
+    return logps[0::2], logps[1::2]
+
+
+def pair_margins(beta: float, policy: tuple, reference: tuple) -> tuple:
+    """Per pair, from pair_logps of the policy and of the reference: DPO's margin beta * ((policy - reference)(chosen)
+    - (policy - reference)(rejected)) (-log sigmoid of it is the pair's DPO loss), and the two log-ratios in nats."""
+    chosen, rejected = policy[0] - reference[0], policy[1] - reference[1]
+    return beta * (chosen - rejected), chosen, rejected
+
 
 def failure_kind(traj: dict) -> str:
     """shop: the constraints the bought product misses (type, attrs, price: +k when its tens digit is k above the

@@ -53,11 +53,10 @@ def fork(src: str, dst: str, keep: list, changes: dict) -> None:
     dropped = {p.replace("/", "_") for p in done if p not in keep}
     shutil.copytree(src, dst, ignore=lambda folder, names: [n for n in names if n == ".lock" or n.endswith(".tmp")
                                                              or os.path.splitext(n)[0] in dropped])
-    for log in ("metrics.jsonl", "timings.jsonl"):    # records of the kept phases only
-        path = os.path.join(dst, log)
-        if os.path.exists(path):
-            records = [json.loads(line) for line in open(path)]
-            open(path, "w").write("".join(json.dumps(r) + "\n" for r in records if r["phase"] in kept))
+    timings = os.path.join(dst, "timings.jsonl")     # metrics.jsonl: the resume drops the forgotten phases' records
+    if os.path.exists(timings):
+        records = [json.loads(line) for line in open(timings)]
+        open(timings, "w").write("".join(json.dumps(r) + "\n" for r in records if r["phase"] in kept))
     for stale in ("summary.md", "transcripts.md"):
         if os.path.exists(os.path.join(dst, stale)):
             os.remove(os.path.join(dst, stale))

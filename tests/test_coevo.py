@@ -141,12 +141,14 @@ def test_target_update_moves_policy_not_reference_and_its_margin_is_the_dpo_loss
     # bench.py --margins reads the same thing on any pairs: the implicit-reward margin, whose -log sigmoid is the
     # pair's DPO loss; the reference against itself has margin 0, and a swapped pair the opposite margin
     bench = pytest.importorskip("bench")
-    margin, chosen, rejected = bench.pair_margins(cfg, policy, ref_model, renderer, [(e, fail), (fail, e)])
+    pairs = [(e, fail), (fail, e)]
+    ref_pairs = bench.pair_logps(cfg, ref_model, renderer, pairs)
+    margin, chosen, rejected = bench.pair_margins(cfg.beta, bench.pair_logps(cfg, policy, renderer, pairs), ref_pairs)
     loss, _, _ = losses.dpo_loss(after[:1], after[1:], ref_before[:1], ref_before[1:], cfg.beta)
     assert margin[0] > 0 and margin[1].item() == pytest.approx(-margin[0].item(), rel=1e-6)
     assert chosen[0].item() == pytest.approx(rejected[1].item(), rel=1e-6)
     assert torch.nn.functional.softplus(-margin[0]).item() == pytest.approx(loss.item(), rel=1e-4)
-    assert torch.equal(bench.pair_margins(cfg, ref_model, ref_model, renderer, [(e, fail)])[0], torch.zeros(1, dtype=torch.float64))
+    assert torch.equal(bench.pair_margins(cfg.beta, ref_pairs, ref_pairs)[0], torch.zeros(2, dtype=torch.float64))
 
 
 def test_expert_nll_is_the_pooled_action_token_nll_and_sft_lowers_it(tmp_path):
