@@ -127,7 +127,9 @@ def listwise_hard_negative_loss(policy_chosen, policy_rejected, ref_chosen, ref_
     # Column 0 is the chosen one, always present, so every row has a finite entry and logsumexp never
     # sees only -inf (which would give NaN); exp(-inf - lse) = 0 gives padded slots zero gradient.
     logits = beta * torch.cat([chosen_logratios[:, None], rejected_logratios], dim=1)  # (B, 1 + K)
-    valid = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)  # (B, 1 + K)
+    # ones of shape (B, 1), not ones_like(mask[:, :1]): with K = 0 (a batch without negatives) that slice is
+    # (B, 0), and the chosen column would be masked away with it
+    valid = torch.cat([mask.new_ones(len(mask), 1), mask], dim=1)  # (B, 1 + K)
     logits = logits.masked_fill(~valid, float("-inf"))
     losses = torch.logsumexp(logits, dim=1) - logits[:, 0]  # (B,)
     return losses, beta * chosen_logratios.detach(), beta * rejected_logratios.detach()

@@ -249,3 +249,15 @@ def test_bad_input_gets_a_clear_error():
         listwise_hard_negative_loss(b, b, b, b, torch.ones(3, dtype=torch.bool), beta=0.1)
     with pytest.raises(TypeError, match="policy_logps"):
         nll_loss([-1.0, -2.0], torch.tensor([1, 2]))
+
+
+@pytest.mark.parametrize("loss_fn", HARD_NEGATIVE_LOSSES)
+def test_a_batch_without_any_negative_gives_zero_loss_not_an_error(loss_fn):
+    # ETO's and the nll control's groups carry no hard negatives at all, so K = 0 for the whole batch: both
+    # losses must return 0 per row (listwise once masked its chosen column away too and raised IndexError).
+    chosen = torch.tensor([-3.0, -5.0], requires_grad=True)
+    empty, mask = torch.zeros(2, 0), torch.zeros(2, 0, dtype=torch.bool)
+    losses, _, rejected_rewards = loss_fn(chosen, empty, chosen.detach(), empty, mask, beta=0.1)
+    assert losses.tolist() == [0.0, 0.0] and rejected_rewards.shape == (2, 0)
+    losses.sum().backward()
+    assert chosen.grad.tolist() == [0.0, 0.0]
