@@ -9,8 +9,9 @@ shared/ENVS.md; interface: docs/design.md; reward bands and measured sizes: docs
 Every env: the reward is 0 until the last step, then the score in [0, 1]; info has valid, success, end
 (success | wrong | timeout) and scores. Bad input is part of the game: an empty, overlong (> 200 chars),
 non-ASCII or unparseable action, or one that cannot apply here, costs a step and answers "nothing happens."
-(valid=False). Nothing raises. Tasks are JSON-able dicts; everything is deterministic from the seed
-(random.Random instances and hashlib, never the global RNG or the per-process salted hash()).
+(valid=False); info["why"] then says why, for a person playing: the agent never sees it. Nothing raises.
+Tasks are JSON-able dicts; everything is deterministic from the seed (random.Random instances and hashlib,
+never the global RNG or the per-process salted hash()).
 
 Layout: the shared episode machinery; then one section per env, read top to bottom (its world, drawn afresh
 for every task; observation; step; reward; oracle; scripted failures; relabeling; vocabulary), each ending in
@@ -27,6 +28,7 @@ import random
 import re
 import sqlite3
 import string
+import sys
 from collections import Counter
 from typing import Callable, NamedTuple
 
@@ -92,20 +94,46 @@ class _Env:
 
     def step(self, action):
         if self.done:
-            return INVALID, 0.0, True, {"valid": False, "success": self.end == "success", "end": self.end, "scores": {}}
+            return INVALID, 0.0, True, {"valid": False, "success": self.end == "success", "end": self.end, "scores": {},
+                                        "why": "the episode is over"}
         self.t += 1
-        obs, valid, end, reward, scores = self._act(_clean(action))
+        a = _clean(action)
+        obs, valid, end, reward, scores = self._act(a)
         if end is None and self.t >= self.max_steps:  # the cap turns any unfinished episode into a timeout
             end, reward = "timeout", self.timeout_reward()
         self.done, self.end = end is not None, end
-        return obs, (reward if self.done else 0.0), self.done, {"valid": valid, "success": end == "success",
-                                                                "end": end, "scores": scores}
+        info = {"valid": valid, "success": end == "success", "end": end, "scores": scores}
+        if not valid:   # for a person (--play): the agent reads only "nothing happens."; _act changed nothing
+            info["why"] = _refused(action) if a is None else self._why(a)
+        return obs, (reward if self.done else 0.0), self.done, info
 
     def timeout_reward(self) -> float:
         return 0.0                                    # shop and sql: no purchase / no submit scores 0
 
+    def _why(self, a: str) -> str:
+        """Why _act refused the cleaned action `a`, read off the unchanged state. Each env says it better."""
+        return "the action does not parse or cannot apply here"
 
-_NOPE = (INVALID, False, None, 0.0, {})              # what _act returns for an invalid action
+
+def _refused(action) -> str:
+    """Why _clean refused an action."""
+    if not isinstance(action, str):
+        return f"an action is text, not {type(action).__name__}"
+    if len(action) > ACTION_CAP:
+        return f"longer than {ACTION_CAP} characters"
+    if not action.isascii():
+        return "not ASCII"
+    return "holds a tab, newline or other unprintable character" if not action.isprintable() else "empty"
+
+
+def _unparsed(a: str, verbs: tuple, expected: str) -> str:
+    """The reason for an action that matches none of the env's forms: its first word, or its shape."""
+    verb = re.match(r"[a-z]*", a)[0]
+    return (f"unknown verb '{verb}'" if verb and verb not in verbs else "the action does not parse") + \
+        f": expected {expected}"
+
+
+_NOPE = (INVALID, False, None, 0.0, {})              # what _act returns for an invalid action (step adds info["why"])
 
 
 class EnvSpec(NamedTuple):
@@ -192,7 +220,8 @@ def _shop_world(rng, goal) -> list:
     products += [product(t, fill(goal["attrs"]), rng.choice(dear)) for _ in range(rng.randint(1, 3))]   # over budget
     for _ in range(rng.randint(1, 2)):                                         # siblings: one attribute off
         keep = rng.sample(sorted(want), len(want) - 1)
-        products.append(product(t, keep + rng.sample([a for a in pool if a not in want], 2 - len(keep)), rng.choice(cheap)))
+        others = rng.sample([a for a in pool if a not in want], 2 - len(keep))
+        products.append(product(t, keep + others, rng.choice(cheap)))
     others = [x for x in SHOP_CATEGORIES[cat][0] if x != t]
     products.append(product(rng.choice(others), fill(goal["attrs"]), rng.choice(cheap)))                # another type
     far = rng.choice([x for x in SHOP_TYPES if SHOP_TYPES[x][0] != cat])                       # another category
@@ -289,6 +318,24 @@ class ToyShop(_Env):
                 self.chosen[dim] = arg
                 return f"selected {dim} {arg}.", True, None, 0.0, {}
         return _NOPE
+
+    def _why(self, a: str) -> str:
+        m = re.fullmatch(r"(search|click)\[(.+)\]", a)
+        if not m:
+            return _unparsed(a, ("search", "click"), "search[words] or click[...]")
+        arg = m[2].strip()
+        if m[1] == "search":
+            return "search takes words of letters only"
+        if self.item is not None:
+            offers = "; ".join(" ".join(values) for values in self.item["options"].values())
+            return f"this product has no '{arg}' to click (options: {offers}; or back, buy now)"
+        if not self.results:
+            return f"nothing is listed, so no '{arg}' to click: search first"
+        if arg in ("next >", "< prev"):
+            return "there is no next page" if arg == "next >" else "this is the first page"
+        if arg in ("back", "buy now"):
+            return f"click[{arg}] needs an open product: click a listed product's id first"
+        return f"no product '{arg}' on this page"
 
 
 def shop_reward(goal, product, chosen) -> tuple:
@@ -389,7 +436,8 @@ def _shop_lexicon() -> list:
 def _shop_random_action(rng) -> str:
     words, code = sorted(_lexicon_words("shop")), rng.choice(SHOP_CODES)   # ids are fresh codes
     return rng.choice([f"search[{' '.join(rng.sample(words, rng.randint(1, 3)))}]", f"click[{code}]",
-                       f"click[{rng.choice(words)}]", "click[next >]", "click[< prev]", "click[back]", "click[buy now]"])
+                       f"click[{rng.choice(words)}]", "click[next >]", "click[< prev]", "click[back]",
+                       "click[buy now]"])
 
 
 SHOP = EnvSpec(ToyShop, _shop_draw, _shop_oracle, _shop_failures, SHOP_BANDS, _shop_relabel, _shop_lexicon,
@@ -428,9 +476,11 @@ def _lab_draw(rng, unseen: bool) -> tuple:
     pair = next(k for k, v in MIXES.items() if v == target) if family == "mix" else rng.choice(sorted(MIXES))
     recipe = [*pair, MIXES[pair]]                      # the studio's recipe; only a mix task needs it
     rooms = {r: list(FIXED[r]) for r in ROOMS}
-    paints = recipe[:2] + [rng.choice([p for p in PAINTS if p not in recipe])] if family == "mix" else [rng.choice(PAINTS)]
+    paints = (recipe[:2] + [rng.choice([p for p in PAINTS if p not in recipe])] if family == "mix"
+              else [rng.choice(PAINTS)])
     rooms["studio"] += [f"{p} paint" for p in rng.sample(paints, len(paints))]
-    placed = ([] if family == "mix" else [target]) + rng.sample([o for o in SOLIDS + LIQUIDS + THINGS if o != target], 2)
+    placed = ([] if family == "mix" else [target]) + rng.sample(
+        [o for o in SOLIDS + LIQUIDS + THINGS if o != target], 2)
     for obj in placed:                                 # the full studio of a mix task takes nothing more
         rooms[rng.choice([r for r in ROOMS if len(rooms[r]) - len(FIXED[r]) - (r == "studio") < 2
                           and not (family == "mix" and r == "studio")])].append(obj)
@@ -608,6 +658,38 @@ class ToyLab(_Env):
     def timeout_reward(self) -> float:
         return self.best if self.reward_rule == "best" else self.score
 
+    def _why(self, a: str) -> str:
+        m = re.fullmatch(r"(go to|take|put|focus on|use thermometer on) (.+)|look|wait|(activate|deactivate) stove"
+                         r"|mix bowl|read recipe", a)
+        if not m:
+            verbs = ("go", "take", "put", "focus", "use", "look", "wait", "activate", "deactivate", "mix", "read")
+            return _unparsed(a, verbs, PLAY_HELP["lab"])
+        verb, arg, w = m[1] or m[3], m[2], self.where
+        if verb == "go to":
+            return f"no room '{arg}' (rooms: {', '.join(ROOMS)})"
+        if verb in ("take", "put") and arg in FIXED_ONLY:
+            return f"the {arg} cannot be carried"
+        if verb == "take" and w.get(arg) == "inventory":
+            return f"you already hold the {arg}"
+        if verb == "put":
+            if " in " not in arg:
+                return "expected put X in Y"
+            x, y = arg.rsplit(" in ", 1)
+            if x in FIXED_ONLY:
+                return f"the {x} cannot be carried"
+            if w.get(x) in CONTAINERS and self._visible(x):
+                return f"the {x} is in the {w[x]}: take it first"
+            if w.get(x) not in (self.room, "inventory"):
+                return f"no {x} here"
+            if y not in CONTAINERS:
+                return f"the {y} is no container"
+            arg = y
+        if verb == "use thermometer on" and w.get("thermometer") != "inventory":
+            return "you do not hold the thermometer"
+        if verb in ("activate", "deactivate") or verb is None:   # (de)activate stove, mix bowl, read recipe
+            arg = a.split()[-1]
+        return f"no {arg} here"
+
 
 def _lab_oracle(task) -> list:
     """Visit rooms in a fixed order (or go back to where the transcript showed it) to find what is needed."""
@@ -686,9 +768,11 @@ def _lab_failures(task) -> dict:
         wrong = next(p for p in s["rooms"]["studio"] if p.endswith(" paint") and p[:-6] not in (a, b))[:-6]
         mixed = MIXES.get(tuple(sorted((a, wrong))), "brown")
         out.update(no_final_focus=acts[:-1], skip_mix=acts[:-2],
-                   wrong_paint=[x.replace(f"put {b} paint", f"put {wrong} paint") for x in acts[:-1]] + [f"focus on {mixed} paint"])
+                   wrong_paint=[x.replace(f"put {b} paint", f"put {wrong} paint") for x in acts[:-1]]
+                   + [f"focus on {mixed} paint"])
     elif family == "find":
-        out.update(wrong_box=acts[:-1] + [f"put {t} in {_other_box(s['box'])}"], not_carried=acts[:acts.index(f"take {t}") + 1],
+        out.update(wrong_box=acts[:-1] + [f"put {t} in {_other_box(s['box'])}"],
+                   not_carried=acts[:acts.index(f"take {t}") + 1],
                    no_focus=[x for x in acts if x != f"focus on {t}"])
     elif family == "measure":
         right = acts[-1][9:]                           # "focus on red box"
@@ -727,13 +811,15 @@ def _lab_lexicon() -> list:
              "your task is to measure the oil. if above 50 degrees, focus on the red box, else on the blue box.",
              "look wait go to take put in focus on use thermometer on activate deactivate stove mix bowl read recipe",
              "you wait. you take the wax. you put the wax in the stove. the stove is on. the stove is off.",
-             "the bowl is empty. nothing in the bowl mixes. the bowl holds green paint. recipe: red paint and blue paint make purple paint.",
+             "the bowl is empty. nothing in the bowl mixes. the bowl holds green paint. "
+             "recipe: red paint and blue paint make purple paint.",
              "the wax is 20 degrees. you focus on the wax. task complete. task failed.",
              "the wax melts. the water boils. the water freezes. the water condenses.", INVALID, "0 1 2 3 4 5 6 7 8 9"])
 
 
 def _lab_random_action(rng) -> str:
-    objs = list(SOLIDS + LIQUIDS + THINGS + FIXED_ONLY) + [f"{p} paint" for p in PAINTS + tuple(MIXES.values())] + ["thermometer"]
+    objs = (list(SOLIDS + LIQUIDS + THINGS + FIXED_ONLY) + [f"{p} paint" for p in PAINTS + tuple(MIXES.values())]
+            + ["thermometer"])
     o, c = rng.choice(objs), rng.choice(CONTAINERS)
     return rng.choice([f"go to {rng.choice(ROOMS)}", f"take {o}", f"put {o} in {c}", f"focus on {o}",
                        f"use thermometer on {o}", "activate stove", "deactivate stove", "mix bowl",
@@ -808,7 +894,8 @@ def _sql_table_name(rng) -> str:
 
 
 def _sql_draw(rng, unseen: bool) -> tuple:
-    """12 fresh rows (text and numbers distinct) and one question, the first observation. Unseen: half cars, half held-out pairs."""
+    """12 fresh rows (text and numbers distinct) and one question, the first observation. Unseen: half cars, half
+    held-out pairs."""
     if unseen and rng.random() < 0.5:
         table, template = "cars", rng.choice(SQL_TEMPLATES)
     else:
@@ -888,6 +975,12 @@ class ToySQL(_Env):
             obs = error or self._show(self.last)
         return obs, True, None, 0.0, {}
 
+    def _why(self, a: str) -> str:
+        verb = re.match(r"[a-z]*", a)[0]
+        if verb in ("select", "show", "desc", "describe", "with"):
+            return f"a query goes inside execute[...]: execute[{a}]"
+        return _unparsed(a, ("execute", "submit"), "execute[<sql>] or submit")
+
     def _show(self, rows) -> str:
         if not rows:
             return "no rows."
@@ -962,7 +1055,8 @@ def _sql_failure_sql(slots) -> dict:
 
 
 def _sql_failures(task) -> dict:
-    out = {name: ["execute[show tables]", f"execute[{sql}]", "submit"] for name, sql in _sql_failure_sql(task["slots"]).items()}
+    out = {name: ["execute[show tables]", f"execute[{sql}]", "submit"]
+           for name, sql in _sql_failure_sql(task["slots"]).items()}
     return dict(out, no_submit=_sql_oracle(task)[:2])
 
 
@@ -1006,7 +1100,8 @@ def _sql_random_action(rng) -> str:
     table = rng.choice(list(SQL_SCHEMAS) + [_sql_table_name(rng)])
     cols = SQL_SCHEMAS[rng.choice(list(SQL_SCHEMAS))]
     col, val = rng.choice(cols), rng.choice(SQL_WORDS[rng.choice(list(SQL_WORDS))])
-    return rng.choice([f"execute[select {col} from {table}]", f"execute[select {col} from {table} where {rng.choice(cols)} = '{val}']",
+    return rng.choice([f"execute[select {col} from {table}]",
+                       f"execute[select {col} from {table} where {rng.choice(cols)} = '{val}']",
                        f"execute[select count(*) from {table} where {col} > {rng.randint(0, 99)}]",
                        f"execute[select {col} from {table} order by {rng.choice(cols)} desc limit {rng.randint(1, 5)}]",
                        "execute[show tables]", f"execute[desc {table}]", "submit"])
@@ -1131,21 +1226,53 @@ PLAY_HELP = {"shop": "search[words], click[id | option value | next > | < prev |
              "sql": "execute[select ...], execute[show tables], execute[desc TABLE], submit"}
 
 
+def _reward_parts(env, reward: float, info: dict) -> str:
+    """The end-of-episode reward with the parts that make it (info["scores"]; the lab's also from its state)."""
+    parts, head = info["scores"], f"reward {reward}"
+    if isinstance(env, ToyShop):   # WebShop: r_type * (attributes + options + price) / their number
+        if not parts:
+            return f"{head}: nothing was bought, so there are no parts to score"
+        goal = env.goal
+        return (f"{head} = type {parts['r_type']:g} x (attributes {parts['attrs']}/{len(goal['attrs'])} + options "
+                f"{parts['options']}/{len(goal['options'])} + price {parts['price']}/1) / {parts['of']}")
+    if isinstance(env, ToyLab):    # ScienceWorld: ordered subgoals + a weighted optional one, best score kept
+        n, m = len(env.required), len(env.extra)
+        w = 1 / (n + 1) if env.optional_weight is None else env.optional_weight
+        return (f"{head} = subgoals {env.k}/{n} + {w:.3g} x optional {len(env.optional)}/{m} (capped at 1; the "
+                f"best score reached counts)")
+    if not parts:                  # ToySQL: IoU of the rows x their rank agreement when the question orders
+        return f"{head}: never submitted, so there are no parts to score"
+    if env.last is None:
+        return f"{head}: the last query gave no result (an error, or none ran), so nothing matched"
+    return f"{head} = rows in common (IoU) {parts['iou']:g} x order {parts['order']:g}"
+
+
 def _play(env_name: str, task) -> None:
-    env = make_env(env_name)
-    print(f"(actions: {PLAY_HELP[env_name]}; Ctrl-D quits)")
+    """Type actions (or pipe them in: then each is echoed after its prompt, so the output reads as typed)."""
+    env, piped = make_env(env_name), not (sys.stdin and sys.stdin.isatty())
+    print(f"(actions: {PLAY_HELP[env_name]}; Ctrl-D quits.\n A refused action answers 'nothing happens.'; "
+          f"the (why: ...) line under it is for you: the agent never sees it.)")
     print(env.reset(task))
     while True:
+        prompt = f"step {env.t + 1}/{env.max_steps} > "
         try:
-            action = input("> ")
+            action = input("" if piped else prompt)
         except (EOFError, KeyboardInterrupt):
-            print("\nbye.")
+            print("bye." if piped else "\nbye.")
             return
+        if piped:
+            print(prompt + action)
         obs, reward, done, info = env.step(action)
         print(obs)
+        if not info["valid"]:
+            print(f"(why: {info['why']})")
         if done:
-            print(f"[episode over: {info['end']}, reward {reward}]")
+            print(f"[episode over: {info['end']}]")
+            print(_reward_parts(env, reward, info))
             return
+
+
+NO_NEAR_MISS = "no scripted near-miss with reward above 0 on this task"
 
 
 def main(argv=None) -> None:
@@ -1153,7 +1280,8 @@ def main(argv=None) -> None:
                                 "play one yourself, or print the reward-band table.")
     p.add_argument("env", nargs="?", choices=ENV_NAMES, help="which environment")
     p.add_argument("--show", type=int, default=0, metavar="N", help="print N oracle transcripts with rewards")
-    p.add_argument("--near-miss", action="store_true", help="--show: also each task's best scripted near-miss (a hard negative)")
+    p.add_argument("--near-miss", action="store_true", help="--show: also each task's best scripted near-miss "
+                   "(a hard negative, 0 < reward < 1), or a line saying the task has none")
     p.add_argument("--play", action="store_true", help="type actions yourself (Ctrl-D or Ctrl-C ends)")
     p.add_argument("--split", choices=SPLITS, default="train", help="which split the tasks come from")
     p.add_argument("--seed", type=int, default=0, help="task seed")
@@ -1170,10 +1298,13 @@ def main(argv=None) -> None:
             trajs = [("oracle", oracle(task))]
             if args.near_miss:  # the scripted failure closest to success: what a failure agent should learn to make
                 misses = [(k, replay(task, a)) for k, a in scripted_failures(task).items()]
-                trajs += [max(((k, t) for k, t in misses if t["reward"] < 1), key=lambda kt: kt[1]["reward"])]
+                misses = [(k, t) for k, t in misses if 0 < t["reward"] < 1]   # a reward-0 failure is no near miss
+                trajs += [max(misses, key=lambda kt: kt[1]["reward"])] if misses else []
             for kind, traj in trajs:
                 print(f"--- {task['id']}  {kind}  reward {traj['reward']}  end {traj['end']}")
                 print("\n".join(("> " + m) if i % 2 else m for i, m in enumerate(traj["messages"])))
+            if args.near_miss and len(trajs) == 1:
+                print(f"--- {task['id']}  {NO_NEAR_MISS}")
     else:
         p.print_help()
 

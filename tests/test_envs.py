@@ -9,11 +9,14 @@ train and test never share an (instruction, world) pair and only test_unseen hol
 compositions; the same seed gives the same episodes in another process (hashlib, not the salted hash());
 bad input (empty, overlong, non-ASCII, SQL that writes, ATTACHes a file, loops forever or cross-joins to
 millions of rows) costs a step and never raises, writes nothing and never outlives the step cap; whole
-step-capped episodes fit the model context (576 tokens by default); every word the env prints is in its lexicon.
+step-capped episodes fit the model context (576 tokens by default); every word the env prints is in its lexicon;
+a refused action says why in info["why"] only (the observation stays "nothing happens."); `--play` echoes piped
+actions, counts steps and ends with the reward's parts; `--near-miss` shows only failures with 0 < reward < 1.
 
 Run:  .venv/bin/python -m pytest -q tests/test_envs.py     (from the repository root; about 10 seconds)
 """
 import hashlib
+import io
 import json
 import os
 import random
@@ -226,7 +229,7 @@ def test_fuzz_never_raises_writes_nothing_and_stops_at_the_cap(env_name, tmp_pat
             assert time.perf_counter() - start < 2.0, actions[i]    # nothing hangs an episode
             i += 1
             assert isinstance(obs, str) and obs.isascii() and 0.0 <= reward <= 1.0
-            assert info["valid"] or obs == envs.INVALID
+            assert info["valid"] or (obs == envs.INVALID and info["why"])   # a reason, never in the observation
             if done or i == len(actions):
                 break
         assert done or i == len(actions) or step < env.max_steps
@@ -284,7 +287,7 @@ def test_plausible_action_sequences_over_the_worlds_own_objects_never_raise(env_
             env.reset(task)
             for a in [rng.choice(actions) for _ in range(60)]:
                 obs, reward, done, info = env.step(a)
-                assert isinstance(obs, str) and 0.0 <= reward <= 1.0
+                assert isinstance(obs, str) and 0.0 <= reward <= 1.0 and (info["valid"] or info["why"])
                 if done:
                     break
     lab = next(t for t in envs.make_tasks("lab", "train", 50, seed=0) if t["slots"]["task"] == "measure")
@@ -397,6 +400,84 @@ def test_command_line(capsys, monkeypatch):
     monkeypatch.setattr("builtins.input", eof)
     envs.main(["lab", "--play"])
     assert "bye" in capsys.readouterr().out
+
+
+REFUSED = {  # env -> (actions that set the scene, a refused action, the reason info["why"] gives)
+    "shop": [([], "jump", "unknown verb 'jump'"), ([], "search[shirt 2]", "search takes words of letters only"),
+             (["search[waterproof jacket]"], "click[q]", "no product 'q' on this page"),
+             (["search[waterproof jacket]"], "click[buy now]", "click[buy now] needs an open product")],
+    "lab": [([], "go to attic", "no room 'attic'"), ([], "take stove", "the stove cannot be carried"),
+            ([], "focus on moss", "no moss here"),
+            ([], "use thermometer on butter", "you do not hold the thermometer")],
+    "sql": [([], "select 1", "a query goes inside execute[...]"), ([], "run[select 1]", "unknown verb 'run'")]}
+
+
+@pytest.mark.parametrize("env_name", ENV_NAMES)
+def test_a_refused_action_gets_its_reason_in_info_never_in_the_observation(env_name):
+    # the agent must read exactly what it read before the reasons existed ("nothing happens."), or training runs
+    # would see other observations; the reason is an extra info key, for a person playing (--play prints it)
+    task = envs.make_tasks(env_name, "train", 1, seed=0)[0]
+    for before, bad, why in REFUSED[env_name]:
+        env = envs.make_env(env_name)
+        env.reset(task)
+        for action in before:
+            assert env.step(action)[3]["valid"]
+        obs, reward, done, info = env.step(bad)
+        assert (obs, reward, done, info["valid"], info["scores"]) == (envs.INVALID, 0.0, False, False, {}), bad
+        assert why in info["why"], (bad, info["why"])
+    env.reset(task)
+    assert "why" not in env.step(envs.oracle(task)["messages"][1])[3]   # a valid action has no reason
+    assert envs.make_env(env_name).step("look")[3]["why"] == "the episode is over"   # nothing was reset
+
+
+def play(capsys, monkeypatch, env_name, actions, task=0) -> list:
+    """The lines `python envs.py ENV --play --task N` prints with `actions` piped in (stdin is no terminal)."""
+    monkeypatch.setattr("sys.stdin", io.StringIO("".join(a + "\n" for a in actions)))
+    envs.main([env_name, "--play", "--task", str(task)])
+    return capsys.readouterr().out.splitlines()
+
+
+def test_play_echoes_piped_actions_counts_steps_and_says_why_an_action_was_refused(capsys, monkeypatch):
+    # shop-train-0000: the oracle searches, pages on, opens [e]; a mistyped verb and a missing id cost a step each
+    out = play(capsys, monkeypatch, "shop", ["jump", "search[waterproof jacket]", "click[q]", "click[next >]"])
+    assert out[out.index("buy waterproof jacket, color green, size large, under $70.") + 1:][:3] == [
+        "step 1/10 > jump", envs.INVALID, "(why: unknown verb 'jump': expected search[words] or click[...])"]
+    assert "step 2/10 > search[waterproof jacket]" in out and "step 4/10 > click[next >]" in out
+    assert out[out.index("step 3/10 > click[q]") + 1:][:2] == [envs.INVALID, "(why: no product 'q' on this page)"]
+    assert out[-1] == "bye."                                     # the input ran out before the episode ended
+
+
+@pytest.mark.parametrize("env_name, task, parts", [
+    ("shop", 0, "reward 0.75 = type 1 x (attributes 1/1 + options 1/2 + price 1/1) / 4"),   # option_wrong
+    ("lab", 0, "reward 0.9167 = subgoals 2/3 + 0.25 x optional 1/1 (capped at 1"),          # wrong_box
+    ("sql", 1, "reward 0.6667 = rows in common (IoU) 0.6667 x order 1")])                   # limit_k_plus_1
+def test_play_ends_with_the_reward_and_the_parts_it_is_made_of(capsys, monkeypatch, env_name, task, parts):
+    # the near-miss of docs/envs.md, typed by hand: the last lines say how the episode ended and what the reward
+    # counts (WebShop's matched parts, ScienceWorld's subgoals, InterCode's row overlap and order)
+    t = envs.make_tasks(env_name, "train", task + 1, seed=0)[task]
+    name, actions = max(((k, a) for k, a in envs.scripted_failures(t).items() if envs.replay(t, a)["reward"] < 1),
+                        key=lambda ka: envs.replay(t, ka[1])["reward"])
+    out = play(capsys, monkeypatch, env_name, actions, task)
+    assert out[-2] == "[episode over: wrong]" and out[-1].startswith(parts), (name, out[-2:])
+    assert play(capsys, monkeypatch, "sql", ["execute[show tables]"] * 10)[-2:] == [
+        "[episode over: timeout]", "reward 0.0: never submitted, so there are no parts to score"]
+
+
+@pytest.mark.parametrize("env_name", ENV_NAMES)
+def test_near_miss_shows_a_true_near_miss_or_says_there_is_none(capsys, env_name):
+    # a "near-miss" of reward 0 is no hard negative: --near-miss shows the best failure with 0 < reward < 1, or
+    # says the task has none (sql count, max and group questions: every scripted failure of theirs scores 0)
+    tasks = envs.make_tasks(env_name, "train", 20, seed=0)
+    envs.main([env_name, "--show", "20", "--near-miss"])
+    heads = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("--- ")]
+    assert [h[1] for h in heads] == [t["id"] for t in tasks for _ in range(2)]   # oracle, then near-miss or none
+    for task, head in zip(tasks, heads[1::2]):
+        rewards = [envs.replay(task, a)["reward"] for a in envs.scripted_failures(task).values()]
+        if " ".join(head[2:]) == envs.NO_NEAR_MISS:
+            assert not any(0 < r < 1 for r in rewards), task["id"]
+        else:
+            assert float(head[4]) == max(r for r in rewards if r < 1) and 0 < float(head[4]) < 1, head
+    assert (env_name == "sql") == any(" ".join(h[2:]) == envs.NO_NEAR_MISS for h in heads)   # sql-train-0000
 
 
 # ------------------------------------------------------------------------------------------ failure diagnosis
