@@ -37,6 +37,8 @@ import time
 
 import torch
 
+import agent
+import loader
 import model as M
 
 
@@ -77,7 +79,7 @@ def timed(fn, device):
 @torch.no_grad()
 def naive_rollout(model, renderer, tasks, max_action_tokens, device):
     """Greedy rollouts without a cache: the whole transcript is fed again for every generated token. Same
-    batching and same decisions as model.rollout, so the two must agree token for token."""
+    batching and same decisions as agent.rollout, so the two must agree token for token."""
     envs = [CountEnv() for _ in tasks]
     seqs = [renderer.encode_observation(env.reset(t), first=True) for env, t in zip(envs, tasks)]
     messages = [[env.reset(t)] for env, t in zip(envs, tasks)]
@@ -87,7 +89,7 @@ def naive_rollout(model, renderer, tasks, max_action_tokens, device):
     while active:
         acts, open_ = {i: [] for i in active}, list(active)
         for j in range(max_action_tokens + 1):
-            ids, _ = M.collate([(seqs[i], seqs[i]) for i in open_], renderer.pad_id, device)
+            ids, _ = agent.collate([(seqs[i], seqs[i]) for i in open_], renderer.pad_id, device)
             with M.autocast(device):
                 logits = model(ids)  # (B, T, V): every position of every transcript, again
             last = torch.tensor([len(seqs[i]) - 1 for i in open_], device=device)
@@ -114,7 +116,7 @@ def naive_rollout(model, renderer, tasks, max_action_tokens, device):
 def transformers_rollout(hf_model, renderer, tasks, max_action_tokens):
     """The same greedy episodes the way a transformers user writes them: one episode at a time, `generate` per
     turn, the DynamicCache passed back in so that earlier turns are not recomputed, banned ids suppressed and the
-    action closed by its end token when it hits the token cap (what model.rollout does)."""
+    action closed by its end token when it hits the token cap (what agent.rollout does)."""
     import transformers
     from transformers import DynamicCache
     cache_arg = "cache" if int(transformers.__version__.split(".")[0]) >= 5 else "past_key_values"  # renamed in v5
@@ -130,7 +132,7 @@ def transformers_rollout(hf_model, renderer, tasks, max_action_tokens):
             action = out.sequences[0, len(ids):].tolist()
             cache = getattr(out, cache_arg, None) or cache  # the same DynamicCache, grown by this turn
             if not action or action[-1] not in renderer.stop_ids:
-                action.append(renderer.action_end_id)  # the cap: close the action as model.rollout forces it
+                action.append(renderer.action_end_id)  # the cap: close the action as agent.rollout forces it
             text = renderer.decode_action(action)
             obs, _, done, _ = env.step(text)
             messages += [text, obs]
@@ -149,9 +151,9 @@ def versus_transformers(model, renderer, tasks, max_action_tokens, batch_size, d
         return
     import tempfile
     with tempfile.TemporaryDirectory() as d:
-        M.save_checkpoint(d, model, renderer)
+        loader.save_checkpoint(d, model, renderer)
         hf = transformers.AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32).to(device).eval()
-    run = lambda: M.rollout(model, renderer, CountEnv, tasks, batch_size=batch_size, max_action_tokens=max_action_tokens)
+    run = lambda: agent.rollout(model, renderer, CountEnv, tasks, batch_size=batch_size, max_action_tokens=max_action_tokens)
     ours, t_ours = timed(run, device)
     theirs, t_theirs = timed(lambda: transformers_rollout(hf, renderer, tasks, max_action_tokens), device)
     gen = sum(len(lp) for t in ours for lp in t["action_logps"])
@@ -178,7 +180,7 @@ def train_throughput(model, device, batch, seq_len, steps):
 
     def step():
         with M.autocast(device):
-            logps, n = M.sequence_logps(model, ids, mask)
+            logps, n = agent.sequence_logps(model, ids, mask)
         (-(logps / n).mean()).backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -202,11 +204,11 @@ def chunked_versus_padded(args, device) -> None:
 
     def padded():
         with M.autocast(device):
-            return M.sequence_logps(model, *M.collate(seqs, 0, device))[0]
+            return agent.sequence_logps(model, *agent.collate(seqs, 0, device))[0]
 
     def chunked():
         with M.autocast(device):
-            return M.batch_logps(model, seqs, 0, device)[0]
+            return agent.batch_logps(model, seqs, 0, device)[0]
 
     results = {}
     for name, fn in (("padded", padded), ("chunked", chunked)):
@@ -219,7 +221,7 @@ def chunked_versus_padded(args, device) -> None:
     (a, t_pad), (b, t_chunk) = results["padded"], results["chunked"]
     print(f"logps    (batch of {len(seqs)} sequences of {min(lengths)}-{max(lengths)} tokens, {100 * padding:.0f}% real "
           f"tokens when padded; forward + backward): padded {t_pad:.2f} s/step, length-sorted chunks of "
-          f"<= {M.chunk_tokens(device)} tokens {t_chunk:.2f} s/step, {t_pad / t_chunk:.1f}x; "
+          f"<= {agent.chunk_tokens(device)} tokens {t_chunk:.2f} s/step, {t_pad / t_chunk:.1f}x; "
           f"largest difference in summed log-probs {(a - b).abs().max().item():.1e}")
 
 
@@ -231,7 +233,7 @@ def reading(run_dir: str, ckpt: str, n: int, device, splits: str = "test") -> No
 
     import envs
     cfg = json.load(open(os.path.join(run_dir, "config.json")))
-    model, renderer = M.load_checkpoint(os.path.join(run_dir, "ckpt", ckpt), device=device)
+    model, renderer = loader.load_checkpoint(os.path.join(run_dir, "ckpt", ckpt), device=device)
     n = n or (cfg["n_expert"] if splits == "train" else cfg["n_test"])
     print(f"reading benchmark: {cfg['env']}, checkpoint {ckpt} of {run_dir}, {n} tasks per split, greedy")
     for split in ("train",) if splits == "train" else (f"{splits}_seen", f"{splits}_unseen"):
@@ -240,7 +242,7 @@ def reading(run_dir: str, ckpt: str, n: int, device, splits: str = "test") -> No
         n = len(tasks)
         scores = []
         for ts in (tasks, [envs.relabel(t, seed=0) for t in tasks]):
-            trajs = M.rollout(model, renderer, lambda: envs.make_env(cfg["env"]), ts)
+            trajs = agent.rollout(model, renderer, lambda: envs.make_env(cfg["env"]), ts)
             scores.append((100 * sum(t["reward"] for t in trajs) / n, 100 * sum(t["success"] for t in trajs) / n))
         (r0, s0), (r1, s1) = scores
         loss = 100 * (r0 - r1) / r0 if r0 else float("nan")
@@ -256,12 +258,12 @@ def failures(run_dir: str, ckpt: str, n: int, device) -> None:
 
     import envs
     cfg = json.load(open(os.path.join(run_dir, "config.json")))
-    model, renderer = M.load_checkpoint(os.path.join(run_dir, "ckpt", ckpt), device=device)
+    model, renderer = loader.load_checkpoint(os.path.join(run_dir, "ckpt", ckpt), device=device)
     n, split_name = n or cfg["n_test"], cfg.get("eval_on", "test")
     print(f"failures: {cfg['env']}, checkpoint {ckpt} of {run_dir}, {n} {split_name} tasks per split, greedy")
     for split in ("seen", "unseen"):
         tasks = envs.make_tasks(cfg["env"], f"{split_name}_{split}", n, cfg["seed"])
-        trajs = [t for t in M.rollout(model, renderer, lambda: envs.make_env(cfg["env"]), tasks) if not t["success"]]
+        trajs = [t for t in agent.rollout(model, renderer, lambda: envs.make_env(cfg["env"]), tasks) if not t["success"]]
         kinds = collections.Counter(failure_kind(t) for t in trajs)
         left = collections.Counter(first_departure(t) for t in trajs)
         print(f"{split_name}_{split}: {len(trajs)} failures of {n} episodes")
@@ -282,13 +284,13 @@ def margins(run_dir: str, n: int, device) -> None:
 
     import coevo
     import envs
-    from runs import mean_ci
-    cfg = coevo.Config(**json.load(open(os.path.join(run_dir, "config.json"))))
-    cfg = coevo.dataclasses.replace(cfg, device=str(device))
-    sft, renderer = M.load_checkpoint(os.path.join(run_dir, "ckpt", "sft_0_train"), device=device)
-    names = [m for m in coevo.LOOP_METHODS
+    from config import LOOP_METHODS
+    from runs import mean_ci, saved_config
+    cfg = saved_config(run_dir, device=str(device))
+    sft, renderer = loader.load_checkpoint(os.path.join(run_dir, "ckpt", "sft_0_train"), device=device)
+    names = [m for m in LOOP_METHODS
              if os.path.isdir(os.path.join(run_dir, "ckpt", f"{m}_{cfg.iterations}_6_update_target"))]
-    models = {"sft": sft} | {m: M.load_checkpoint(os.path.join(run_dir, "ckpt", f"{m}_{cfg.iterations}_6_update_target"),
+    models = {"sft": sft} | {m: loader.load_checkpoint(os.path.join(run_dir, "ckpt", f"{m}_{cfg.iterations}_6_update_target"),
                                                   device=device)[0] for m in names}
     print(f"margins: {cfg.env}, {run_dir}, checkpoints {', '.join(names)} against sft_0_train, beta {cfg.beta}; "
           f"pairs = oracle vs SFT's greedy failure, up to {n or cfg.n_expert} tasks per split")
@@ -297,7 +299,7 @@ def margins(run_dir: str, n: int, device) -> None:
     for split in ("train", "valid_seen", "valid_unseen"):
         count = cfg.n_train if split == "train" else (n or cfg.n_expert)
         tasks = envs.make_tasks(cfg.env, split, count, cfg.seed)[:n or cfg.n_expert]   # train: the expert tasks
-        trajs = M.rollout(sft, renderer, lambda: envs.make_env(cfg.env), tasks, device=device)
+        trajs = agent.rollout(sft, renderer, lambda: envs.make_env(cfg.env), tasks, device=device)
         pairs = [p for t, tr in zip(tasks, trajs) if not tr["success"]
                  for p in coevo.build_eto_pairs(envs.oracle(t), [tr], cfg.eto_truncate_turns)]
         logps = {m: pair_logps(cfg, model, renderer, pairs) for m, model in models.items()}   # each model once
@@ -313,8 +315,8 @@ def margins(run_dir: str, n: int, device) -> None:
             print(f"| {split} | {len(pairs)} | {m} - nll | {mean:+.3f} [{mean - ci:+.3f}, {mean + ci:+.3f}] | | | |")
         # greedy reward turns on the first decision where the agent left the expert's path, not on the sum: both
         # sides cut just after it (the shared prefix cancels), log pi(expert's action) - log pi(agent's action)
-        first = [(dict(c, messages=c["messages"][:len(cut["messages"])]), cut) for c, r in pairs
-                 for cut in [coevo.cut_at_divergence(c, r)] if cut is not r and len(cut["messages"]) <= len(c["messages"])]
+        first = [(dict(c, messages=c["messages"][:i + 1]), dict(r, messages=r["messages"][:i + 1])) for c, r in pairs
+                 for i in [first_difference(c, r)] if i is not None and i < len(c["messages"])]
         for m, model in models.items():
             chosen, rejected = pair_logps(cfg, model, renderer, first)
             gap = chosen - rejected
@@ -322,6 +324,14 @@ def margins(run_dir: str, n: int, device) -> None:
     print("\nat the first action off the expert's path: log pi(expert's action) - log pi(SFT agent's action)\n"
           "| split | decisions | checkpoint | expert's action more likely % | mean gap (nats) |\n|---|---|---|---|---|")
     print("\n".join(decisions))
+
+
+def first_difference(chosen: dict, rejected: dict):
+    """The message index of the rejected trajectory's first action that differs from the chosen one's (acting past
+    the chosen side's end counts), or None if it never differs. Everything before it is a shared prefix, which
+    cancels in DPO's margin."""
+    c, r = chosen["messages"], rejected["messages"]
+    return next((i for i in range(1, len(r), 2) if i >= len(c) or r[i] != c[i]), None)
 
 
 @torch.no_grad()
@@ -395,22 +405,15 @@ def count_pairs(renderer, n: int) -> list:
     return out
 
 
-class _MetricSink:
-    """Stands in for a run directory: keeps what preference_update logs (its mean loss over the update's steps)."""
-    def log(self, phase, **metrics):
-        self.metrics = metrics
-
-
 def our_dpo_epoch(model, ref_path, renderer, pairs, batch, beta, lr, device):
-    """One pass of coevo's own DPO update (coevo.preference_update with the failure agent's loss, which is plain
-    DPO at failure_sft_coef 0) over the pairs; the reference log-probs come from the checkpoint at ref_path, computed
-    once before the update. Returns the mean loss over its steps (with one batch: the loss before any step)."""
+    """One pass of coevo's own DPO update (coevo.update_failure: the failure agent's loss, which is plain DPO at
+    failure_sft_coef 0) over the pairs; the reference log-probs come from the checkpoint at ref_path, computed once
+    before the update. Returns the mean loss over its steps (with one batch: the loss before any step)."""
     import coevo
-    cfg = coevo.Config(beta=beta, batch_size=batch, device=str(device), failure_sft_coef=0.0, threads=0)
-    pool, items = coevo.to_pool([({"messages": [o, c]}, {"messages": [o, r]}) for o, c, r in pairs], "pairs")
-    sink = _MetricSink()
-    coevo.preference_update(cfg, model, renderer, pool, items, coevo.failure_loss(cfg), lr, sink, "bench/dpo", ref_path)
-    return sink.metrics["loss"]
+    from runs import phase_seed
+    cfg = coevo.Config(beta=beta, batch_size=batch, device=str(device), failure_sft_coef=0.0, failure_lr=lr, threads=0)
+    pairs = [({"messages": [o, c]}, {"messages": [o, r]}) for o, c, r in pairs]
+    return coevo.update_failure(cfg, model, renderer, pairs, ref_path, seed=phase_seed(cfg, "bench/dpo"))["loss"]
 
 
 def dpo_versus_trl(args, device) -> None:
@@ -420,7 +423,7 @@ def dpo_versus_trl(args, device) -> None:
     import tempfile
     torch.manual_seed(0)
     texts = [CountEnv().say(h) for h in ("start counting", "right", "wrong")] + ["1 , 2 , 3"]
-    renderer = M.Renderer(M.build_tokenizer(texts))
+    renderer = agent.Renderer(agent.build_tokenizer(texts))
     model = M.Transformer(M.ModelConfig(vocab_size=renderer.vocab_size)).to(device).eval()
     # a reference that differs from the policy (as after a few updates), so that the loss is not just log 2
     reference = copy.deepcopy(model)
@@ -430,8 +433,8 @@ def dpo_versus_trl(args, device) -> None:
     pairs, beta, lr, batch = count_pairs(renderer, args.dpo_pairs), 0.1, 1e-5, args.train_batch
     d = tempfile.mkdtemp(prefix="coevo_bench_")
     try:
-        M.save_checkpoint(os.path.join(d, "policy"), model, renderer)
-        M.save_checkpoint(os.path.join(d, "reference"), reference, renderer)
+        loader.save_checkpoint(os.path.join(d, "policy"), model, renderer)
+        loader.save_checkpoint(os.path.join(d, "reference"), reference, renderer)
         ref_path = os.path.join(d, "reference")
         ours_first = our_dpo_epoch(copy.deepcopy(model), ref_path, renderer, pairs, len(pairs), beta, 0.0, device)
         _, t_ours = timed(lambda: our_dpo_epoch(copy.deepcopy(model), ref_path, renderer, pairs, batch, beta, lr, device), device)
@@ -550,7 +553,7 @@ def main():
     torch.manual_seed(0)
 
     texts = [CountEnv().say(h) for h in ("start counting", "right", "wrong")] + ["1 , 2 , 3"]
-    renderer = M.Renderer(M.build_tokenizer(texts))
+    renderer = agent.Renderer(agent.build_tokenizer(texts))
     model = M.Transformer(M.ModelConfig(vocab_size=renderer.vocab_size)).to(device).eval()
     cfg = model.cfg
     n_params = sum(p.numel() for p in model.parameters())
@@ -559,7 +562,7 @@ def main():
 
     # 1. cached rollout throughput at the requested batch size
     tasks = [{"start": 10 * i} for i in range(args.batch_size)]
-    run = lambda ts, bs: M.rollout(model, renderer, CountEnv, ts, batch_size=bs, max_action_tokens=args.action_tokens)
+    run = lambda ts, bs: agent.rollout(model, renderer, CountEnv, ts, batch_size=bs, max_action_tokens=args.action_tokens)
     run(tasks[:2], 2)  # warm-up
     trajs, seconds = timed(lambda: run(tasks, args.batch_size), device)
     gen = sum(len(lp) for t in trajs for lp in t["action_logps"])

@@ -1,5 +1,6 @@
-"""loader.py: open checkpoints in the Hugging Face layout, loaded into our own model. One job, kept out of model.py
-(which is long enough). The dependency points one way: loader.py imports model.py, model.py never imports this.
+"""loader.py: checkpoints in the Hugging Face layout, one job kept out of model.py: open ones (Llama, Qwen, Mistral,
+SmolLM2 families) loaded into our own model, and ours saved and loaded (`save_checkpoint`, `load_checkpoint`, at the
+bottom). The dependencies point one way: loader.py imports model.py and agent.py, which never import this.
 
 Loads a Hugging Face-layout folder of the Llama family (Llama 2/3.x, TinyLlama, SmolLM2, Mistral, Qwen2/2.5,
 Qwen3) into our own `Transformer`, whose parameter names are exactly the Hugging Face ones, so loading is a
@@ -9,21 +10,26 @@ comes from tokenizer.json through `tokenizers`, and the few chat formats are wri
     model, renderer = load_pretrained("path/to/SmolLM2-135M-Instruct")   # fp32 on CPU by default
     renderer = renderer_from_hf("path/to/SmolLM2-135M-Instruct")          # tokenizer and chat format only
 
-Everything here needs only `ModelConfig`, `Transformer` and `Renderer` from model.py. The chat format is filled
+Everything here needs only `ModelConfig`, `Transformer` (model.py) and `Renderer` (agent.py). The chat format is filled
 in for the checkpoint's own tokenizer and handed to the Renderer as a spec (never put into the shared
-`model.CHAT_FORMATS`, where two tokenizers' "chatml" would overwrite each other); `save_checkpoint` stores that
+`agent.CHAT_FORMATS`, where two tokenizers' "chatml" would overwrite each other); `save_checkpoint` stores that
 spec, so a fine-tuned open model reloads with exactly its format in a fresh process.
 """
 
 import json
+import os
+import shutil
 import warnings
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
+from safetensors.torch import save_file
 from tokenizers import Tokenizer
 
-from model import ModelConfig, Renderer, Transformer, pick_device
+from agent import Renderer
+from model import ModelConfig, Transformer, pick_device
 
 # -----------------------------------------------------------------------------
 # config.json -> ModelConfig
@@ -227,7 +233,7 @@ def stop_ids_from_hf(path, tokenizer, config):
     return sorted(i for i in ids if tokenizer.id_to_token(i) is not None)
 
 
-# The open models' chat formats, written in the Renderer's terms (as in model.CHAT_FORMATS): "{text}" is the message;
+# The open models' chat formats, written in the Renderer's terms (as in agent.CHAT_FORMATS): "{text}" is the message;
 # the text before and after it is encoded on its own, so the action mask is exact. An observation carries the
 # header of the assistant turn that follows it, so the model generates exactly the action text and then the
 # end-of-turn token (mask 1); headers are mask 0. "{bos}" is the tokenizer's BOS ("" if it adds none), "{eos}"
@@ -340,3 +346,141 @@ def load_pretrained(path, dtype=torch.float32, device="cpu", chat_format=None):
     model = model.to(dtype=dtype).to_empty(device=pick_device(str(device)))  # cuda asked but absent: says so
     load_hf_weights_(model, files)  # strict: every parameter is overwritten, or it raises
     return model.eval(), renderer
+
+
+# -----------------------------------------------------------------------------
+# our own checkpoints: a Hugging Face-layout folder (config.json, model.safetensors, tokenizer.json)
+def hf_config(cfg: ModelConfig, dtype: torch.dtype, renderer) -> dict:
+    """config.json that transformers reads as LlamaForCausalLM (Qwen2/Qwen3ForCausalLM for bias / q-k norms)."""
+    out = {k: v for k, v in asdict(cfg).items() if k != "qk_norm"}
+    # transformers' Llama puts attention_bias on o_proj too; Qwen2 has q,k,v biases only, Qwen3 has the q/k norms
+    # (with both switches on, Qwen3 adds an o_proj bias that transformers initialises to zero: same logits)
+    kind = "qwen3" if cfg.qk_norm else "qwen2" if cfg.attention_bias else "llama"
+    dtype_name = str(dtype).removeprefix("torch.")
+    out.update(head_dim=cfg.hd, hidden_act="silu", attention_dropout=0.0, mlp_bias=False, initializer_range=0.02,
+               pretraining_tp=1, use_cache=True, torch_dtype=dtype_name, dtype=dtype_name, model_type=kind,
+               architectures=[{"llama": "Llama", "qwen2": "Qwen2", "qwen3": "Qwen3"}[kind] + "ForCausalLM"],
+               bos_token_id=renderer.tokenizer.token_to_id("<bos>"), eos_token_id=renderer.action_end_id,
+               pad_token_id=renderer.pad_id)
+    if kind != "llama":
+        out.update(use_sliding_window=False, sliding_window=None)
+    out["coevo"] = {"chat_format": renderer.chat_format, "chat_format_spec": renderer.spec, "qk_norm": cfg.qk_norm,
+                    "format_version": 1}
+    return out
+
+
+def _fsync(path: Path):  # data (or a folder's entries) on disk before the rename makes it visible
+    fd = os.open(path, os.O_RDONLY)
+    os.fsync(fd)
+    os.close(fd)
+
+
+def save_checkpoint(path, model, renderer) -> None:
+    """Write the checkpoint folder atomically: everything goes into a temporary sibling, is fsynced, then
+    renamed into place. A crash leaves either the old checkpoint or the new one, never half of one (in the
+    instant between the two renames of a replacement, the old one is at .<name>.old-<pid>)."""
+    path = Path(path)
+    tmp, old = path.with_name(f".{path.name}.tmp-{os.getpid()}"), path.with_name(f".{path.name}.old-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    dtype = model.model.embed_tokens.weight.dtype
+    (tmp / "config.json").write_text(json.dumps(hf_config(model.cfg, dtype, renderer), indent=2) + "\n")
+    save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+    renderer.tokenizer.save(str(tmp / "tokenizer.json"))
+    for f in tmp.iterdir():
+        _fsync(f)
+    _fsync(tmp)
+    if path.exists():
+        os.rename(path, old)
+    os.rename(tmp, path)
+    _fsync(path.parent)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _read_tensors(file: Path) -> dict:
+    try:
+        with safe_open(str(file), framework="pt", device="cpu") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # safetensors raises its own error type for truncated or corrupt files
+        raise ValueError(f"{file}: cannot read safetensors ({e}); the file is truncated or corrupt") from e
+
+
+def _copy_strict(model, tensors: dict, file) -> None:
+    """Copy tensors into the model's parameters; any missing, unexpected or wrongly shaped tensor is an error."""
+    expected = model.state_dict()
+    missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
+    if missing:
+        raise ValueError(f"{file}: missing tensor(s) {', '.join(missing[:8])}")
+    if unexpected:
+        raise ValueError(f"{file}: unexpected tensor(s) {', '.join(unexpected[:8])}")
+    for name, t in tensors.items():
+        if t.shape != expected[name].shape:
+            raise ValueError(f"{file}: tensor {name} has shape {tuple(t.shape)}, the config needs "
+                             f"{tuple(expected[name].shape)}")
+    with torch.no_grad():
+        for name, t in tensors.items():
+            expected[name].copy_(t)  # state_dict() tensors share storage with the parameters
+
+
+def _our_meta(path: Path) -> tuple:
+    """(config.json as a dict, the renderer) of a folder written by save_checkpoint, without its weights."""
+    for name in ("config.json", "model.safetensors", "tokenizer.json"):
+        if not (path / name).is_file():
+            raise FileNotFoundError(f"checkpoint {path}: missing {name}")
+    try:
+        meta = json.loads((path / "config.json").read_text())
+    except ValueError as e:
+        raise ValueError(f"{path / 'config.json'}: not a valid model config ({e})") from e
+    try:
+        tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+    except Exception as e:  # tokenizers raises a bare Exception for unreadable files
+        raise ValueError(f"{path / 'tokenizer.json'}: cannot read it ({e})") from e
+    extra = meta.get("coevo", {}) if isinstance(meta, dict) else {}
+    return meta, Renderer(tokenizer, extra.get("chat_format", "plain"), extra.get("chat_format_spec"))
+
+
+def load_checkpoint(path, device="cpu") -> tuple:
+    """(model in eval mode, renderer) from a folder written by save_checkpoint. Strict: see _copy_strict."""
+    path = Path(path)
+    meta, renderer = _our_meta(path)
+    try:
+        extra = meta.get("coevo", {})
+        cfg = ModelConfig(**{f.name: meta[f.name] for f in fields(ModelConfig) if f.name in meta},
+                          qk_norm=extra.get("qk_norm", False))
+    except (ValueError, TypeError, AttributeError) as e:  # unknown or inconsistent fields
+        raise ValueError(f"{path / 'config.json'}: not a valid model config ({e})") from e
+    tensors = _read_tensors(path / "model.safetensors")
+    # built on the meta device: no time spent on random init, and torch's global RNG is left untouched
+    with torch.device("meta"):
+        model = Transformer(cfg)
+    model = model.to_empty(device="cpu")
+    _copy_strict(model, tensors, path / "model.safetensors")
+    dtype = getattr(torch, meta.get("torch_dtype") or meta.get("dtype") or "float32")
+    return model.to(device=pick_device(str(device)), dtype=dtype).eval(), renderer
+
+
+# -----------------------------------------------------------------------------
+# either kind: what --init-from reads
+def is_ours(path) -> bool:
+    """Whether a folder was written by save_checkpoint (its config.json carries our "coevo" section)."""
+    config = Path(path) / "config.json"
+    try:
+        return config.is_file() and "coevo" in json.loads(config.read_text())
+    except ValueError:
+        return False
+
+
+def load_renderer(path, chat_format=None) -> Renderer:
+    """The renderer of a checkpoint folder, without its weights: ours (its saved tokenizer and chat format) or an
+    open Hugging Face one (renderer_from_hf)."""
+    return _our_meta(Path(path))[1] if is_ours(path) else renderer_from_hf(path, chat_format=chat_format)
+
+
+def load_model(path, device="cpu", chat_format=None) -> tuple:
+    """(model, renderer) of a checkpoint folder, ours (load_checkpoint: the shipped base, a run's checkpoint) or an
+    open Hugging Face one (load_pretrained), fp32."""
+    if is_ours(path):
+        model, renderer = load_checkpoint(path, device=device)
+        return model.float(), renderer
+    return load_pretrained(path, device=device, chat_format=chat_format)

@@ -1,6 +1,6 @@
 """Losses of the co-evolving agents, as pure functions on summed sequence log-probs.
 
-Every function takes log-prob tensors that `model.sequence_logps` already produced (summed over the agent's
+Every function takes log-prob tensors that `agent.sequence_logps` already produced (summed over the agent's
 action tokens) and returns UNREDUCED per-example losses plus detached implicit rewards for logging. None of
 them calls a model, so each can be checked by hand (tests/test_losses.py does).
 
@@ -11,8 +11,12 @@ Tensor letters:  B = pairs (one expert or higher-reward trajectory each),  K = r
 - `hard_negative_loss`: e* against K rejected (its own failure and/or the failure agent's hard negatives),
   the mean of the pairwise DPO terms; the default for the target agent.
 - `listwise_hard_negative_loss`: the same K negatives in one softmax (S-DPO style); the ablation.
-The failure agent's loss is `dpo_loss` itself, applied to (higher-reward failure, lower-reward failure) pairs:
-it rewards failures that come close to success. There is deliberately no twin function for it.
+Then the two objectives of the algorithm, each the weighted sum of those terms, as the paper writes it:
+- `failure_loss` (step 3): DPO on (higher-reward failure, lower-reward failure) pairs, which rewards failures that
+  come close to success, plus an optional NLL pull on the chosen failure.
+- `target_loss` (step 6): dpo * DPO(a) + hn * HN(b) + nll * NLL(e*) + ff * DPO(c), weights in `Coefs`.
+These two take log-probs by position in a batch's pool of trajectories and the positions of the pairs
+(`TargetPairs`, built by coevo.py's pair section), and return the loss with its metrics.
 
 beta, the DPO temperature, at its extremes:
 - beta -> 0: every margin -> 0, the loss -> log 2 and its gradient (about beta/2 per pair) vanishes; in the
@@ -20,6 +24,8 @@ beta, the DPO temperature, at its extremes:
 - large beta: the sigmoid is sharp (the loss nears a hinge on the sign of the log-ratio margin), already
   small log-ratio changes saturate it, so the policy is held close to the reference (strong KL constraint).
 """
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 
@@ -133,3 +139,64 @@ def listwise_hard_negative_loss(policy_chosen, policy_rejected, ref_chosen, ref_
     logits = logits.masked_fill(~valid, float("-inf"))
     losses = torch.logsumexp(logits, dim=1) - logits[:, 0]  # (B,)
     return losses, beta * chosen_logratios.detach(), beta * rejected_logratios.detach()
+
+
+# -----------------------------------------------------------------------------------------------------------
+# The objectives of steps 3 and 6: weighted sums of the terms above
+class Coefs(NamedTuple):
+    """Weights of the target's loss terms (step 6); 0 switches a term off."""
+    dpo: float  # (a) expert vs the target's own failure
+    hn: float  # (b) expert vs the failure agent's hard negatives
+    nll: float  # the NLL anchor on the expert trajectories
+    ff: float  # (c) the target's better vs worse failure
+
+
+class TargetPairs(NamedTuple):
+    """Positions of one batch's pairs in its pool of trajectories (long tensors; hard_mask bool)."""
+    expert: torch.Tensor  # (B,) each group's expert e*
+    own: torch.Tensor  # (2, A) kind (a): chosen (an expert, or the agent if it beat the expert), rejected
+    hard: torch.Tensor  # (B, K) kind (b): each expert's hard negatives, padded
+    hard_mask: torch.Tensor  # (B, K) True = a real hard negative
+    ff: torch.Tensor  # (2, C) kind (c): better failure, worse failure
+
+
+def pair_stats(kind: str, chosen_rewards, rejected_rewards) -> dict:
+    """The usual DPO metrics of one pair kind: reward accuracy, margin, and the implicit rewards themselves."""
+    if chosen_rewards.numel() == 0:
+        return {}
+    return {f"{kind}_acc": (chosen_rewards > rejected_rewards).float().mean().item(),
+            f"{kind}_margin": (chosen_rewards - rejected_rewards).mean().item(),
+            f"{kind}_chosen": chosen_rewards.mean().item(), f"{kind}_rejected": rejected_rewards.mean().item()}
+
+
+def failure_loss(pi, ref, n_tokens, pairs, beta, nll_coef=0.0):
+    """Step 3, the failure agent: L = mean DPO(e+, e-) + nll_coef * NLL(e+), over (higher-reward failure e+,
+    lower-reward failure e-) pairs. pi, ref, n_tokens (P,): summed action log-probs of the pool's trajectories under
+    the policy and the reference, and their action-token counts; pairs (2, N): chosen and rejected positions."""
+    c, r = pairs
+    l_dpo, chosen_rewards, rejected_rewards = dpo_loss(pi[c], pi[r], ref[c], ref[r], beta)
+    l_nll = nll_loss(pi[c], n_tokens[c]).mean()  # the pull that keeps its samples near the chosen near-misses
+    loss = l_dpo.mean() + nll_coef * l_nll
+    return loss, {"loss": loss.item(), "nll": l_nll.item(), **pair_stats("failure", chosen_rewards, rejected_rewards)}
+
+
+def target_loss(pi, ref, n_tokens, pairs: TargetPairs, coefs: Coefs, beta, listwise=False):
+    """Step 6, the target: L = dpo * DPO(a) + hn * HN(b) + nll * NLL(e*) + ff * DPO(c), each term the mean over the
+    batch's pairs of its kind (a kind with no pair here adds 0). HN is `hard_negative_loss` (or, listwise, the
+    S-DPO softmax) of e* against its hard negatives. pi, ref, n_tokens (P,) as in failure_loss."""
+    e, (ac, ar), (cc, cr), hard, mask = pairs.expert, pairs.own, pairs.ff, pairs.hard, pairs.hard_mask
+    hn_loss = listwise_hard_negative_loss if listwise else hard_negative_loss
+    zero = pi.sum() * 0  # what a kind with no pair in this batch adds: 0, still part of the graph
+    l_a, a_chosen, a_rejected = dpo_loss(pi[ac], pi[ar], ref[ac], ref[ar], beta)  # (a) e* vs own failure
+    l_b, b_chosen, b_rejected = hn_loss(pi[e], pi[hard], ref[e], ref[hard], mask, beta)  # (b) e* vs hard negatives
+    l_c, c_chosen, c_rejected = dpo_loss(pi[cc], pi[cr], ref[cc], ref[cr], beta)  # (c) better vs worse failure
+    l_nll = nll_loss(pi[e], n_tokens[e])  # the anchor: the expert's own likelihood, which DPO alone lets fall
+    has_b = mask.any(1)  # rows with at least one hard negative
+
+    def mean(x):
+        return x.mean() if x.numel() else zero
+    loss = coefs.dpo * mean(l_a) + coefs.hn * mean(l_b[has_b]) + coefs.nll * mean(l_nll) + coefs.ff * mean(l_c)
+    b_chosen = b_chosen[has_b].unsqueeze(1).expand_as(b_rejected[has_b])[mask[has_b]]  # e*'s reward, per negative
+    return loss, {"loss": loss.item(), "nll": mean(l_nll).item(), **pair_stats("own", a_chosen, a_rejected),
+                  **pair_stats("hard", b_chosen, b_rejected[has_b][mask[has_b]]),
+                  **pair_stats("ff", c_chosen, c_rejected)}

@@ -5,7 +5,7 @@ agent's action tokens (and 0 on the instruction, observations and padding), retu
     (logps (B,), n_tokens (B,)):  the SUM over masked tokens of log p(token | the tokens before it), and their count.
 Traps the test checks: token t is predicted by the logits at position t - 1 (so the very first token is never
 scored); observation and padding tokens never count; the sum is over log-softmax, not raw logits.
-The project's version is model.sequence_logps (it also avoids computing the head on unmasked positions).
+The project's version is agent.sequence_logps (it also avoids computing the head on unmasked positions).
 """
 
 

@@ -6,7 +6,7 @@ import coevo
 import runs
 import envs
 import losses
-import model as M
+import agent
 
 
 def dpo_grads(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta):
@@ -30,7 +30,7 @@ REFERENCE = {
     "dpo_loss": losses.dpo_loss,
     "dpo_grads": dpo_grads,
     "listwise_hard_negative_loss": losses.listwise_hard_negative_loss,
-    "sequence_logps": lambda model, ids, mask: M.sequence_logps(model, ids, mask),
+    "sequence_logps": lambda model, ids, mask: agent.sequence_logps(model, ids, mask),
     "build_eto_pairs": coevo.build_eto_pairs,
     "mean_ci": runs.mean_ci,
     "near_miss_actions": near_miss_actions,

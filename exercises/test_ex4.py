@@ -1,5 +1,6 @@
 import torch
 
+import agent
 import model as M
 
 
@@ -35,9 +36,9 @@ def test_padding_and_observations_do_not_count(pick):
 
 
 def test_it_is_the_project_function(pick):
-    # your version and model.sequence_logps agree on a real rendered transcript
+    # your version and agent.sequence_logps agree on a real rendered transcript
     sequence_logps = pick("ex4_action_logps", "sequence_logps")
     model = tiny_model()
-    ids, mask = M.collate([([1, 4, 5, 6, 7, 8, 9], [0, 0, 1, 1, 0, 1, 1]), ([1, 2, 3], [0, 1, 1])], pad_id=0)
+    ids, mask = agent.collate([([1, 4, 5, 6, 7, 8, 9], [0, 0, 1, 1, 0, 1, 1]), ([1, 2, 3], [0, 1, 1])], pad_id=0)
     with torch.no_grad():
-        assert torch.allclose(sequence_logps(model, ids, mask)[0], M.sequence_logps(model, ids, mask)[0], atol=1e-5)
+        assert torch.allclose(sequence_logps(model, ids, mask)[0], agent.sequence_logps(model, ids, mask)[0], atol=1e-5)

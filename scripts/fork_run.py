@@ -3,13 +3,13 @@ forgets the rest, with some settings changed; `python coevo.py --resume DST` the
 under the new settings. Two forks of one run differ only in what the flags change: the same SFT checkpoint, the
 same explored trajectories, the same evaluation tasks, so their difference is paired (docs/results.md uses this).
 
-    python scripts/fork_run.py runs/pc20c-seed15 runs/cut-seed15 \\
+    python scripts/fork_run.py runs/pc20c-seed15 runs/w10-seed15 \\
         --keep sft/0_train,nll/1/1_explore_target,nll/1/6_update_target,eto/1/1_explore_target \\
-        --set eval_on=valid cut_at_divergence=true
-    python coevo.py --resume runs/cut-seed15
+        --set eval_on=valid eto_dpo_coef=0.2
+    python coevo.py --resume runs/w10-seed15
 
 A kept phase is not recomputed, so it keeps what the old settings made: keep only phases that the changed settings
-do not affect (eval_on changes only the evaluation tasks; cut_at_divergence only the pairs of the updates). The
+do not affect (eval_on changes only the evaluation tasks; a loss weight only the updates). The
 run's name becomes DST's folder name, so `python coevo.py --seeds ... --name PREFIX` reads forks named PREFIX-seedS.
 """
 import argparse
@@ -20,7 +20,8 @@ import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import coevo  # noqa: E402
+import config  # noqa: E402
+import runs  # noqa: E402
 
 
 def parse_value(field: dataclasses.Field, text: str):
@@ -45,7 +46,7 @@ def fork(src: str, dst: str, keep: list, changes: dict) -> None:
     missing = [p for p in keep if p not in done]
     if missing:
         raise SystemExit(f"fork_run: {src} has not finished {missing}; its finished phases: {done}")
-    fields = {f.name: f for f in dataclasses.fields(coevo.Config)}
+    fields = {f.name: f for f in dataclasses.fields(config.Config)}
     unknown = [k for k in changes if k not in fields or k in ("resume", "seeds")]
     if unknown:
         raise SystemExit(f"fork_run: cannot --set {unknown}; settings are the Config fields (python coevo.py --help)")
@@ -60,10 +61,10 @@ def fork(src: str, dst: str, keep: list, changes: dict) -> None:
     for stale in ("summary.md", "transcripts.md"):
         if os.path.exists(os.path.join(dst, stale)):
             os.remove(os.path.join(dst, stale))
-    config = json.load(open(os.path.join(src, "config.json")))
-    config.update({k: parse_value(fields[k], v) for k, v in changes.items()}, name=os.path.basename(os.path.normpath(dst)))
-    coevo.check_config(coevo.Config(**config))
-    open(os.path.join(dst, "config.json"), "w").write(json.dumps(config, indent=1))
+    cfg = runs.saved_config(src, **{k: parse_value(fields[k], v) for k, v in changes.items()},
+                            name=os.path.basename(os.path.normpath(dst)), resume="")
+    config.check_config(cfg)
+    open(os.path.join(dst, "config.json"), "w").write(json.dumps(dataclasses.asdict(cfg), indent=1))
     open(os.path.join(dst, "state.json"), "w").write(json.dumps({"done": kept}))
     print(f"fork_run: {dst} keeps {kept}; continue it with: python coevo.py --resume {dst}")
 

@@ -12,9 +12,10 @@ import pytest
 import torch
 
 import coevo
+import config
 import envs
+import loader
 import losses
-import model as M
 import runs
 
 
@@ -42,33 +43,16 @@ def test_eto_pairs_drop_ties_flip_and_truncate():
     assert c is better and r["reward"] == 0.5
 
 
-def test_cut_at_divergence_keeps_the_first_wrong_action_only():
+def test_a_rejected_trajectory_leaves_the_experts_path_at_its_first_different_action():
+    # the diagnostics (bench.py --margins) find where a failure first departs from the expert: before that point
+    # the two share a prefix, whose log-probs cancel in DPO's margin; after it lies the failure's tail
+    bench = pytest.importorskip("bench")
     expert = traj("t", 1.0, actions=("search[x]", "click[a1]", "click[red]", "click[buy now]"))
     near_miss = traj("t", 0.75, actions=("search[x]", "click[a1]", "click[blue]", "click[buy now]"))
-    cut = coevo.cut_at_divergence(expert, near_miss)
-    # shared prefix, then the wrong click; its final purchase (the expert's own last action) is gone
-    assert cut["messages"][1::2] == ["search[x]", "click[a1]", "click[blue]"] and cut["reward"] == 0.75
+    assert bench.first_difference(expert, near_miss) == 5 and near_miss["messages"][5] == "click[blue]"
     longer = traj("t", 0.0, actions=("search[x]", "click[a1]", "click[red]", "click[buy now]", "click[back]"))
-    assert coevo.cut_at_divergence(expert, longer)["messages"][1::2][-1] == "click[back]"  # acting past the end
-    same = traj("t", 0.0, actions=("search[x]",))
-    assert coevo.cut_at_divergence(expert, same) is same  # never differs: unchanged
-    cfg = coevo.Config(cut_at_divergence=True, hn_coef=0.5)
-    (g,) = coevo.build_target_groups(cfg, [expert], [near_miss], [near_miss], "coevo")
-    assert g["a"][0][1]["messages"] == cut["messages"] and g["hard"][0]["messages"] == cut["messages"]
-
-
-@pytest.mark.parametrize("env_name", envs.ENV_NAMES)
-def test_fresh_worlds_are_the_same_tasks_in_new_worlds_with_the_oracle_there(env_name):
-    # --fresh-worlds: SFT trained on each expert task's one world many times and can recall its ids, so exploring
-    # that world again measures recall; the same task relabeled takes reading. The expert of a pair must be the
-    # oracle in the new world (the old world's ids name nothing there), and each iteration draws other worlds.
-    tasks = envs.make_tasks(env_name, "train", 30, seed=0)
-    worlds, experts, expert_tasks = coevo.fresh_worlds(tasks, 20, k=1)
-    assert [w["id"] for w in worlds] == [t["id"] + "-relabeled" for t in tasks] and expert_tasks == worlds[:20]
-    assert all(w["slots"] != t["slots"] for w, t in zip(worlds, tasks))
-    assert all(e["task"] is w and e["reward"] == 1.0 and e["agent"] == "expert" for e, w in zip(experts, worlds))
-    assert [w["slots"] for w in coevo.fresh_worlds(tasks, 20, k=2)[0]] != [w["slots"] for w in worlds]
-    assert [w["slots"] for w in coevo.fresh_worlds(tasks, 20, k=1)[0]] == [w["slots"] for w in worlds]  # resumable
+    assert longer["messages"][bench.first_difference(expert, longer)] == "click[back]"  # acting past the end
+    assert bench.first_difference(expert, traj("t", 0.0, actions=("search[x]",))) is None  # never differs
 
 
 def test_failure_pairs_gap_successes_and_tasks():
@@ -89,35 +73,37 @@ def test_failure_pairs_gap_successes_and_tasks():
 
 
 def test_target_groups_kinds():
-    cfg = coevo.Config(hn_threshold=0.6, ff_coef=1.0)
     expert = dict(traj("u", 1.0, ("x",)), agent="expert")
     own = [traj("u", 0.3, ("a",)), traj("u", 0.7, ("b",))]
     hard = [traj("u", 0.9, ("c",)), traj("u", 0.4, ("d",)), traj("u", 1.0, ("e",))]
-    (g,) = coevo.build_target_groups(cfg, [expert], own, hard, "coevo")
+    (g,) = coevo.build_target_groups([expert], own, hard, truncate_turns=5, hn_threshold=0.6, ff_gap=0.1)
     assert [r["reward"] for _, r in g["a"]] == [0.3, 0.7]
     assert [h["reward"] for h in g["hard"]] == [0.9]            # below threshold and the success are dropped
     assert [(c["reward"], r["reward"]) for c, r in g["c"]] == [(0.7, 0.3)]
-    (g,) = coevo.build_target_groups(cfg, [expert], own, hard, "eto")
-    assert g["hard"] == [] and g["c"] == []                     # ETO: pairs (a) only
+    (g,) = coevo.build_target_groups([expert], own, [], truncate_turns=5)
+    assert g["hard"] == [] and g["c"] == []                     # ETO: no hard negatives, no (c): pairs (a) only
+    # the method decides only the loss weights: ETO is co-evolution's loss less HN, nll the anchor alone
+    cfg = coevo.Config()
+    assert coevo.method_coefs(cfg, "eto") == losses.Coefs(dpo=cfg.eto_dpo_coef, hn=0.0, nll=cfg.eto_sft_coef, ff=0.0)
+    assert coevo.method_coefs(cfg, "nll") == (0.0, 0.0, 1.0, 0.0)
 
 
 
-@pytest.mark.parametrize("method", ["nll", "eto", "coevo"])
-def test_anchor_all_experts_keeps_experts_the_target_already_solves(method):
+def test_anchor_all_experts_keeps_experts_the_target_already_solves():
     # the paper's NLL anchor sees only the experts of tasks that gave a pair: the target's failures, a skewed
     # subset of what SFT fit; --anchor-all-experts (the default) replays every expert, the solved tasks' with no pair
     solved, failed = dict(traj("s", 1.0, ("x",)), agent="expert"), dict(traj("f", 1.0, ("y",)), agent="expert")
     own = [traj("s", 1.0, ("x",)), traj("f", 0.4, ("z",))]
-    paired = coevo.build_target_groups(coevo.Config(anchor_all_experts=False), [solved, failed], own, [], method)
+    paired = coevo.build_target_groups([solved, failed], own, [], truncate_turns=5, anchor_all=False)
     assert [g["expert"]["task"]["id"] for g in paired] == ["f"]
-    everyone = coevo.build_target_groups(coevo.Config(anchor_all_experts=True), [solved, failed], own, [], method)
+    everyone = coevo.build_target_groups([solved, failed], own, [], truncate_turns=5, anchor_all=True)
     assert [g["expert"]["task"]["id"] for g in everyone] == ["s", "f"]
     assert everyone[0]["a"] == everyone[0]["hard"] == everyone[0]["c"] == [] and len(everyone[1]["a"]) == 1
 
 
 # ---------------------------------------------------------------------------------------------- one update
 def test_target_update_moves_policy_not_reference_and_its_margin_is_the_dpo_loss(tmp_path):
-    cfg = coevo.Config(preset="smoke", **coevo.PRESETS["smoke"], out_dir=str(tmp_path), env="shop")
+    cfg = coevo.Config(preset="smoke", **config.PRESETS["smoke"], out_dir=str(tmp_path), env="shop")
     data = coevo.make_data(cfg)
     renderer = coevo.build_renderer(cfg, data)
     torch.manual_seed(0)
@@ -125,19 +111,18 @@ def test_target_update_moves_policy_not_reference_and_its_margin_is_the_dpo_loss
     e = data["experts"][0]
     fail = envs.replay(e["task"], ["search[nothing]"] * 2)
     groups = [{"expert": e, "a": [(e, fail)], "hard": [], "c": []}]
-    pool, items = coevo.to_pool(groups, "groups")
+    pool, items = coevo.to_pool(groups)
+    assert items == [{"expert": 0, "a": [(0, 1)], "hard": [], "c": []}]  # the expert is pooled once, by position
     seqs = [renderer.render(t["messages"]) for t in pool]
-    M.save_checkpoint(str(tmp_path / "ref"), policy, renderer)
+    loader.save_checkpoint(str(tmp_path / "ref"), policy, renderer)
     ref_before = coevo.reference_logps(cfg, policy, renderer, seqs)
-    run = runs.RunDir(str(tmp_path / "run"), cfg, resume=False)
-    coevo.preference_update(dataclasses.replace(cfg, dpo_epochs=3), policy, renderer, pool, items,
-                            coevo.target_loss(cfg, (1.0, 0.0, 0.0, 0.0)), 1e-2, run, "t", str(tmp_path / "ref"))
+    coevo.update_target(dataclasses.replace(cfg, dpo_epochs=3, target_lr=1e-2), policy, renderer, groups,
+                        losses.Coefs(dpo=1.0, hn=0.0, nll=0.0, ff=0.0), str(tmp_path / "ref"), seed=0)
     after = coevo.reference_logps(cfg, policy, renderer, seqs)
-    ref_model = M.load_checkpoint(str(tmp_path / "ref"))[0]
+    ref_model = loader.load_checkpoint(str(tmp_path / "ref"))[0]
     # the policy's margin (chosen - rejected) grew; the saved reference still scores exactly as before
     assert (after[0] - after[1]) > (ref_before[0] - ref_before[1])
     assert torch.equal(coevo.reference_logps(cfg, ref_model, renderer, seqs), ref_before)
-    run.release()
     # bench.py --margins reads the same thing on any pairs: the implicit-reward margin, whose -log sigmoid is the
     # pair's DPO loss; the reference against itself has margin 0, and a swapped pair the opposite margin
     bench = pytest.importorskip("bench")
@@ -153,7 +138,7 @@ def test_target_update_moves_policy_not_reference_and_its_margin_is_the_dpo_loss
 
 def test_expert_nll_is_the_pooled_action_token_nll_and_sft_lowers_it(tmp_path):
     # evaluate()'s smooth companion to reward: the oracle's test trajectories, teacher-forced
-    cfg = coevo.Config(preset="smoke", **coevo.PRESETS["smoke"], out_dir=str(tmp_path), env="shop")
+    cfg = coevo.Config(preset="smoke", **config.PRESETS["smoke"], out_dir=str(tmp_path), env="shop")
     data = coevo.make_data(cfg)
     renderer = coevo.build_renderer(cfg, data)
     torch.manual_seed(0)
@@ -168,54 +153,31 @@ def test_expert_nll_is_the_pooled_action_token_nll_and_sft_lowers_it(tmp_path):
                 by_hand, count = by_hand - logp[i - 1, ids[i]].item(), count + 1
     before = coevo.expert_nll(cfg, policy, renderer, oracle)
     assert before == pytest.approx(by_hand / count, rel=1e-5)
-    run = runs.RunDir(str(tmp_path / "run"), cfg, resume=False)
-    coevo.sft(dataclasses.replace(cfg, sft_epochs=20), policy, renderer, data["experts"], run, "sft/0_train")
-    run.release()
+    coevo.sft(dataclasses.replace(cfg, sft_epochs=20), policy, renderer, data["experts"], seed=0)
     assert coevo.expert_nll(cfg, policy, renderer, oracle) < before - 0.5  # imitation transfers to test tasks
 
 
-def test_sft_schedule_warms_up_linearly_then_decays_to_a_tenth():
-    # without warmup the first step runs at the full rate (the default); with it the rate climbs to the peak at the
-    # end of the warmup and the cosine starts there, so the last step still ends near 10% either way
+def test_sft_schedule_decays_from_the_full_rate_to_a_tenth():
+    # the first step runs at --sft-lr, the rate falls along a half cosine, and the last step is near 10% of it
     steps = 100
-    assert coevo.sft_lr_factor(0, steps, 0) == pytest.approx(1.0)
-    assert [coevo.sft_lr_factor(s, steps, 10) for s in (0, 4, 9)] == pytest.approx([0.1, 0.5, 1.0])
-    assert coevo.sft_lr_factor(10, steps, 10) == pytest.approx(1.0)
-    for warmup in (0, 10):
-        rates = [coevo.sft_lr_factor(s, steps, warmup) for s in range(warmup, steps)]
-        assert all(a >= b for a, b in zip(rates, rates[1:])) and 0.1 <= rates[-1] < 0.11
-
-
-def test_failure_sft_coef_adds_a_pull_on_the_chosen_failure_only():
-    # at policy == reference DPO pushes chosen up and rejected down by the same amount (beta / 2 each);
-    # the NLL anchor adds coef / n_tokens of extra pull on the chosen failure and leaves the rejected one alone
-    def grads(coef):
-        policy = torch.tensor([-4.0, -6.0], requires_grad=True)
-        loss, stats = coevo.failure_loss(coevo.Config(failure_sft_coef=coef, beta=0.1))(
-            [(0, 1)], policy, policy.detach().clone(), torch.tensor([2.0, 3.0]))
-        loss.backward()
-        return policy.grad, stats
-    (g0, s0), (g1, s1) = grads(0.0), grads(1.0)
-    assert torch.allclose(g0, torch.tensor([-0.05, 0.05]))
-    assert torch.allclose(g1 - g0, torch.tensor([-0.5, 0.0]))      # d(-logp / 2) / dlogp for the chosen only
-    assert s1["nll"] == pytest.approx(2.0) and s1["loss"] == pytest.approx(s0["loss"] + 2.0)
+    rates = [coevo.sft_lr_factor(s, steps) for s in range(steps)]
+    assert rates[0] == pytest.approx(1.0) and rates[50] == pytest.approx(0.55) and 0.1 <= rates[-1] < 0.11
+    assert all(a >= b for a, b in zip(rates, rates[1:]))
 
 
 # ---------------------------------------------------------------------------------------------- whole runs
 def smoke(tmp_path, name, **kw):
-    return coevo.Config(**{**coevo.PRESETS["smoke"], "preset": "smoke", "out_dir": str(tmp_path), "name": name, **kw})
+    return coevo.Config(**{**config.PRESETS["smoke"], "preset": "smoke", "out_dir": str(tmp_path), "name": name, **kw})
 
 
 @pytest.mark.parametrize("kw", [
     dict(method="sft"), dict(method="eto", iterations=2), dict(method="coevo"),
     dict(method="coevo", failure_agent="frozen"), dict(method="coevo", failure_agent="positive"),
     dict(method="coevo", hn_coef=0.0), dict(method="coevo", ff_coef=0.5, listwise=True, failure_sft_coef=0.5),
-    dict(method="coevo", reference="sft", regenerate_hard_negatives=False, hn_threshold=0.5, failure_within_agent=True,
-         cut_at_divergence=True),
-    dict(method="coevo", env="lab"), dict(method="coevo", env="sql"), dict(method="sft", sft_obs_coef=1.0),
-    dict(method="nll,eto", eto_dpo_coef=0.02, eto_sft_coef=1.0), dict(method="coevo", anchor_obs_coef=1.0),
-    dict(method="eto,coevo", fresh_worlds=True, iterations=2),
-    dict(method="nll", sft_fresh_worlds=True), dict(method="sft", sft_warmup=0.25),
+    dict(method="coevo", reference="sft", regenerate_hard_negatives=False, hn_threshold=0.5, failure_within_agent=True),
+    dict(method="coevo", env="lab"), dict(method="coevo", env="sql"), dict(method="sft", sft_obs_coef=0.0),
+    dict(method="nll,eto", eto_dpo_coef=0.02, eto_sft_coef=1.0), dict(method="eto,coevo", iterations=2,
+                                                                       anchor_all_experts=False),
 ])
 def test_every_method_and_ablation_runs(tmp_path, kw, capsys):
     cfg = smoke(tmp_path, "r", **kw)
@@ -262,15 +224,15 @@ def test_a_fork_keeps_its_phases_bit_for_bit_and_recomputes_the_rest_under_new_s
     coevo.main(smoke(tmp_path, "base", method="nll,eto"))
     kept = ["sft/0_train", "nll/1/1_explore_target", "nll/1/6_update_target", "eto/1/1_explore_target"]
     fork_run.main([str(tmp_path / "base"), str(tmp_path / "cut"), "--keep", ",".join(kept),
-                   "--set", "cut_at_divergence=true", "eval_on=valid"])
+                   "--set", "eto_dpo_coef=0.5", "eval_on=valid"])
     assert json.load(open(tmp_path / "cut" / "state.json"))["done"] == kept
     assert not (tmp_path / "cut" / "ckpt" / "eto_1_6_update_target").exists()   # forgotten: recomputed on resume
-    coevo.main(coevo.Config(**{**json.load(open(tmp_path / "cut" / "config.json")), "resume": str(tmp_path / "cut")}))
+    coevo.main(runs.saved_config(str(tmp_path / "cut")))
     base, cut = (json.load(open(tmp_path / r / "config.json")) for r in ("base", "cut"))
-    assert cut["cut_at_divergence"] and cut["eval_on"] == "valid" and cut["name"] == "cut" and base["eval_on"] == "test"
+    assert cut["eto_dpo_coef"] == 0.5 and cut["eval_on"] == "valid" and cut["name"] == "cut" and base["eval_on"] == "test"
     weights = lambda run, phase: (tmp_path / run / "ckpt" / phase / "model.safetensors").read_bytes()
     assert weights("base", "sft_0_train") == weights("cut", "sft_0_train")       # the same SFT, untouched
-    assert weights("base", "eto_1_6_update_target") != weights("cut", "eto_1_6_update_target")  # cut pairs
+    assert weights("base", "eto_1_6_update_target") != weights("cut", "eto_1_6_update_target")  # other weight
     records = [json.loads(l) for l in open(tmp_path / "cut" / "metrics.jsonl")]
     assert [r["phase"] for r in records if r["phase"] == "eto/1/6_update_target"] == ["eto/1/6_update_target"]
     # what cannot be forked says why: an unfinished phase, an unknown setting, a folder that exists
@@ -304,8 +266,7 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path, monkeypatch, kill_at):
         coevo.main(smoke(tmp_path, "killed", method="compare", iterations=2))
     monkeypatch.setattr(*target, original)
     (tmp_path / "killed" / ".lock").write_text("999999999")   # a real kill leaves its lock behind (stale pid)
-    saved = json.load(open(tmp_path / "killed" / "config.json"))
-    coevo.main(coevo.Config(**{**saved, "resume": str(tmp_path / "killed")}))
+    coevo.main(runs.saved_config(str(tmp_path / "killed")))
     assert open(tmp_path / "killed" / "metrics.jsonl").read() == open(tmp_path / "whole" / "metrics.jsonl").read()
 
 
@@ -324,12 +285,29 @@ def test_bad_configuration_is_refused_before_work(tmp_path):
                     (dict(eto_sft_coef=-1.0), "--eto-sft-coef"), (dict(method="nll,ppo"), "nor a comma list"),
                     (dict(ff_coef=0.5, target_samples=0), "--ff-coef .* needs --target-samples"),
                     (dict(hn_threshold=1.5), r"--hn-threshold 1.5 must be in \[0, 1\)"),
-                    (dict(sft_warmup=1.0), "--sft-warmup")]:
+                    (dict(n_train=-5), "--n-train -5 must be at least 1"),
+                    (dict(sft_epochs=-1), "--sft-epochs -1 must be at least 1"),
+                    (dict(seeds="0,x"), "--seeds '0,x' must be a comma list"),
+                    (dict(init_from=str(tmp_path)), "has no config.json: it must be a Hugging Face-layout")]:
         with pytest.raises(SystemExit, match=msg):
             coevo.main(smoke(tmp_path, "bad", **kw))
-    assert not (tmp_path / "bad").exists()
+        assert not (tmp_path / "bad").exists()  # refused before any work: nothing left that blocks the name
     with pytest.raises(SystemExit, match="not a run directory"):
         coevo.main(smoke(tmp_path, "x", resume=str(tmp_path)))
+    with pytest.raises(SystemExit, match="not a run directory"):
+        runs.saved_config(str(tmp_path))
+
+
+def test_a_run_that_fails_before_its_first_phase_leaves_nothing_behind(tmp_path, monkeypatch):
+    # a crash while loading or building the model (here: any error in new_model) must not leave a directory that
+    # then refuses the same --name ("already holds a run")
+    monkeypatch.setattr(coevo, "new_model", lambda cfg, renderer: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        coevo.main(smoke(tmp_path, "r", method="sft"))
+    assert not (tmp_path / "r").exists()
+    monkeypatch.undo()
+    coevo.main(smoke(tmp_path, "r", method="sft"))  # the name is free
+    assert (tmp_path / "r" / "summary.md").exists()
 
 
 def test_non_finite_loss_stops_naming_the_phase(tmp_path, monkeypatch):
@@ -346,25 +324,35 @@ def test_a_run_directory_is_never_overwritten_and_unknown_flags_are_named(tmp_pa
         coevo.main(smoke(tmp_path, "r", method="eto", hn_coef=0.0))  # another config, same directory
     assert (tmp_path / "r" / "metrics.jsonl").read_text() == before
     with pytest.raises(SystemExit):
-        coevo.parse_config(["--hn-coeff", "0"])  # a typo must not silently run the default
+        config.parse_config(["--hn-coeff", "0"])  # a typo must not silently run the default
     assert "unrecognized arguments: --hn-coeff" in capsys.readouterr().err
 
 
-def test_cli_flags_come_from_the_config():
-    cfg = coevo.parse_config(["--env", "lab", "--hn-coef", "0", "--listwise", "--preset", "smoke", "--iterations", "2"])
-    assert (cfg.env, cfg.hn_coef, cfg.listwise, cfg.iterations, cfg.n_train) == ("lab", 0.0, True, 2, coevo.PRESETS["smoke"]["n_train"])
-    assert coevo.parse_config(["--compare"]).method == "compare"
+def test_cli_flags_come_from_the_config(capsys):
+    cfg = config.parse_config(["--env", "lab", "--hn-coef", "0", "--listwise", "--preset", "smoke", "--iterations", "2"])
+    assert (cfg.env, cfg.hn_coef, cfg.listwise, cfg.iterations, cfg.n_train) == (
+        "lab", 0.0, True, 2, config.PRESETS["smoke"]["n_train"])
+    assert config.parse_config(["--compare"]).method == "compare"
+    # a preset's run never takes the default run's directory (a student's next plain run is not refused)
+    assert config.run_path(cfg) != config.run_path(config.Config()) == "runs/shop-compare-seed0"
+    # --help: one group per Config section, each flag's help one line, the plot command and the presets named
+    with pytest.raises(SystemExit):
+        config.parse_config(["--help"])
+    text = capsys.readouterr().out
+    for title, names in config.sections():
+        assert f"{title}:" in text and all("--" + n.replace("_", "-") in text for n in names)
+    assert "python coevo.py plot" in text and all(f"  {p} " in text for p in config.PRESETS)
 
 
 def test_paper_preset_is_the_papers_recipe_and_flags_still_win():
     # the defaults deviate from the paper (coevo.py, deviations 8-10); --preset paper puts its recipe back:
     # 0.5 DPO + 0.5 NLL for co-evolution, pure DPO for ETO, the anchor on the paired tasks' experts, K = 3
-    paper = coevo.parse_config(["--preset", "paper"])
+    paper = config.parse_config(["--preset", "paper"])
     assert (paper.dpo_coef, paper.hn_coef, paper.sft_coef) == (0.5, 0.5, 0.5)
     assert (paper.eto_dpo_coef, paper.eto_sft_coef, paper.anchor_all_experts, paper.iterations) == (1.0, 0.0, False, 3)
     default = coevo.Config()
     assert (default.eto_dpo_coef, default.eto_sft_coef) == (default.dpo_coef, default.sft_coef)  # ETO = coevo - HN
-    assert coevo.parse_config(["--preset", "paper", "--iterations", "1"]).iterations == 1
+    assert config.parse_config(["--preset", "paper", "--iterations", "1"]).iterations == 1
 
 
 @pytest.mark.parametrize("env_name", envs.ENV_NAMES)
@@ -454,7 +442,7 @@ def test_phase_summary_line_rounds_nested_evaluation_results():
 
 
 def test_sweep_prints_spread_and_paired_gaps(tmp_path, capsys):
-    coevo.sweep(smoke(tmp_path, "sw", method="eto,coevo", seeds="0,1"))
+    runs.sweep(smoke(tmp_path, "sw", method="eto,coevo", seeds="0,1"), coevo.main)
     out = capsys.readouterr().out
     assert (tmp_path / "sw-seed0" / "summary.md").exists() and (tmp_path / "sw-seed1" / "summary.md").exists()
     assert "over seeds 0,1: mean ± std" in out and "| eto - sft |" in out and "| coevo - sft |" in out
@@ -464,16 +452,5 @@ def test_sweep_prints_spread_and_paired_gaps(tmp_path, capsys):
     assert gap[0] in "+-" and " ± " in gap and (gap.endswith("]") or gap.endswith("] *"))
     # run again: the finished seeds are read back, not redone (a killed sweep continues where it stopped)
     before = (tmp_path / "sw-seed1" / "metrics.jsonl").read_text()
-    coevo.sweep(smoke(tmp_path, "sw", method="eto,coevo", seeds="0,1"))
+    runs.sweep(smoke(tmp_path, "sw", method="eto,coevo", seeds="0,1"), coevo.main)
     assert (tmp_path / "sw-seed1" / "metrics.jsonl").read_text() == before and "| eto - sft |" in capsys.readouterr().out
-
-
-def test_sft_fresh_worlds_trains_each_epoch_after_the_first_in_another_world(tmp_path, monkeypatch):
-    # the first epoch sees the expert tasks' own worlds (the ones ETO later explores, with their fixed e*), every
-    # later epoch a relabeling of its own, so SFT learns to read them and cannot recall them
-    calls = []
-    real = coevo.fresh_worlds
-    monkeypatch.setattr(coevo, "fresh_worlds", lambda tasks, n, k: calls.append((len(tasks), n, k)) or real(tasks, n, k))
-    cfg = smoke(tmp_path, "f", method="sft", sft_fresh_worlds=True, sft_epochs=3)
-    coevo.main(cfg)
-    assert calls == [(cfg.n_expert, cfg.n_expert, 1001), (cfg.n_expert, cfg.n_expert, 1002)]

@@ -22,6 +22,8 @@ import pytest
 import torch
 
 import coevo
+import config
+import agent
 import loader
 import model as M
 
@@ -41,9 +43,9 @@ def floats(record):
 
 def expert_nll(model, renderer, experts):
     """Mean per-token NLL of the expert actions: the SFT objective, measured the same way for every model."""
-    ids, mask = M.collate([renderer.render(e["messages"]) for e in experts], renderer.pad_id)
+    ids, mask = agent.collate([renderer.render(e["messages"]) for e in experts], renderer.pad_id)
     with torch.no_grad():
-        logps, n_tokens = M.sequence_logps(model, ids, mask)
+        logps, n_tokens = agent.sequence_logps(model, ids, mask)
     return (-logps.sum() / n_tokens.sum()).item()
 
 
@@ -58,7 +60,7 @@ def test_two_coevolution_iterations_from_an_open_checkpoint(tmp_path, monkeypatc
     monkeypatch.setattr(loader, "load_hf_weights_", lambda *a: loads.append(1) or real(*a))
     # smoke sizes; hidden_size/layers/heads are set to nonsense on purpose: --init-from must ignore them.
     # sql: its expert transcripts fit the fixtures' 256-token context
-    cfg = coevo.Config(**{**coevo.PRESETS["smoke"], "hidden_size": 8, "layers": 9, "heads": 1, "iterations": 2,
+    cfg = coevo.Config(**{**config.PRESETS["smoke"], "hidden_size": 8, "layers": 9, "heads": 1, "iterations": 2,
                           "sft_epochs": 3, "sft_lr": 1e-3, "n_test": 4},
                        preset="smoke", env="sql", method="coevo", init_from=str(FIXTURES / name), out_dir=str(tmp_path),
                        name="run")
@@ -80,8 +82,8 @@ def test_two_coevolution_iterations_from_an_open_checkpoint(tmp_path, monkeypatc
 
     # both agents' checkpoints reload with the checkpoint's own sizes and chat format (not the toy ones)
     checkpoint, start_renderer = loader.load_pretrained(FIXTURES / name)
-    for agent in ("coevo_2_6_update_target", "coevo_2_3_update_failure", "sft_0_train"):
-        model, renderer = M.load_checkpoint(run / "ckpt" / agent)
+    for ckpt in ("coevo_2_6_update_target", "coevo_2_3_update_failure", "sft_0_train"):
+        model, renderer = loader.load_checkpoint(run / "ckpt" / ckpt)
         # (config.json always spells head_dim out; the loader leaves it None when it is hidden_size // heads)
         spelled = lambda c: dataclasses.replace(c, head_dim=c.hd)
         assert spelled(model.cfg) == spelled(checkpoint.cfg)
@@ -90,7 +92,7 @@ def test_two_coevolution_iterations_from_an_open_checkpoint(tmp_path, monkeypatc
 
     # learning: the experts' NLL falls from the checkpoint to SFT, and the co-evolved target stays below the start
     experts = coevo.make_data(cfg)["experts"]
-    nll = {agent: expert_nll(M.load_checkpoint(run / "ckpt" / agent)[0], start_renderer, experts)
-           for agent in ("sft_0_train", "coevo_2_6_update_target")}
+    nll = {ckpt: expert_nll(loader.load_checkpoint(run / "ckpt" / ckpt)[0], start_renderer, experts)
+           for ckpt in ("sft_0_train", "coevo_2_6_update_target")}
     start = expert_nll(checkpoint, start_renderer, experts)
     assert nll["sft_0_train"] < start and nll["coevo_2_6_update_target"] < start

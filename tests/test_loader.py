@@ -30,7 +30,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-import model as M
+import agent
+import loader
 from loader import config_from_hf, load_pretrained
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -330,15 +331,15 @@ def test_same_name_formats_keep_their_own_stop_tokens():
     assert r2.chat_format == r3.chat_format == "chatml"
     assert "<|endoftext|>" in r2.spec["stop"] and "<|endoftext|>" not in r3.spec["stop"]
     assert len(r2.stop_ids) == 2 and len(r3.stop_ids) == 1
-    assert set(M.CHAT_FORMATS) == {"plain"}  # loading an open checkpoint registers nothing
+    assert set(agent.CHAT_FORMATS) == {"plain"}  # loading an open checkpoint registers nothing
 
 
 RELOAD = """
 import json, sys, torch
-import model as M
+import loader
 out = {}
 for path in sys.argv[1:]:
-    model, renderer = M.load_checkpoint(path)
+    model, renderer = loader.load_checkpoint(path)
     ids, mask = renderer.render(json.loads(open(path + "/messages.json").read()))
     with torch.no_grad():
         logits = model(torch.tensor([ids]))
@@ -356,7 +357,7 @@ def test_saved_open_model_reloads_in_a_fresh_process(tmp_path):
     for name in ("llama3", "qwen2"):
         model, renderer = load_pretrained(FIXTURES / name)
         path = str(tmp_path / name)
-        M.save_checkpoint(path, model, renderer)
+        loader.save_checkpoint(path, model, renderer)
         (tmp_path / name / "messages.json").write_text(json.dumps(messages))
         ids, mask = renderer.render(messages)
         before[path] = {"ids": ids, "mask": mask, "stop_ids": sorted(renderer.stop_ids),

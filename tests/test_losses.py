@@ -14,7 +14,7 @@ import math
 import pytest
 import torch
 
-from losses import dpo_loss, hard_negative_loss, listwise_hard_negative_loss, nll_loss
+from losses import dpo_loss, failure_loss, hard_negative_loss, listwise_hard_negative_loss, nll_loss
 
 HARD_NEGATIVE_LOSSES = (hard_negative_loss, listwise_hard_negative_loss)
 
@@ -136,7 +136,7 @@ def test_one_dpo_step_on_leaf_log_probs_raises_chosen_over_rejected():
 
 def test_one_dpo_step_on_a_tiny_linear_policy_raises_chosen_over_rejected():
     # A toy "language model": a linear map from a context vector at each step to next-token logits.
-    # A trajectory is T tokens; its log-prob is the SUM of its token log-probs, as model.sequence_logps gives.
+    # A trajectory is T tokens; its log-prob is the SUM of its token log-probs, as agent.sequence_logps gives.
     torch.manual_seed(0)
     B, T, D, V = 4, 5, 8, 11
     policy = torch.nn.Linear(D, V)
@@ -261,3 +261,18 @@ def test_a_batch_without_any_negative_gives_zero_loss_not_an_error(loss_fn):
     assert losses.tolist() == [0.0, 0.0] and rejected_rewards.shape == (2, 0)
     losses.sum().backward()
     assert chosen.grad.tolist() == [0.0, 0.0]
+
+
+def test_failure_sft_coef_adds_a_pull_on_the_chosen_failure_only():
+    # at policy == reference DPO pushes chosen up and rejected down by the same amount (beta / 2 each);
+    # the NLL anchor adds coef / n_tokens of extra pull on the chosen failure and leaves the rejected one alone
+    def grads(coef):
+        policy = torch.tensor([-4.0, -6.0], requires_grad=True)
+        loss, stats = failure_loss(policy, policy.detach().clone(), torch.tensor([2.0, 3.0]), torch.tensor([[0], [1]]),
+                                   beta=0.1, nll_coef=coef)
+        loss.backward()
+        return policy.grad, stats
+    (g0, s0), (g1, s1) = grads(0.0), grads(1.0)
+    assert torch.allclose(g0, torch.tensor([-0.05, 0.05]))
+    assert torch.allclose(g1 - g0, torch.tensor([-0.5, 0.0]))      # d(-logp / 2) / dlogp for the chosen only
+    assert s1["nll"] == pytest.approx(2.0) and s1["loss"] == pytest.approx(s0["loss"] + 2.0)

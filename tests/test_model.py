@@ -20,6 +20,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import agent  # noqa: E402
+import loader  # noqa: E402
 import model as M  # noqa: E402
 
 WORDS = ["red", "green", "blue", "mug", "lamp", "soap", "buy", "click", "north", "south"]
@@ -60,7 +62,7 @@ def oracle(task):
 @pytest.fixture(scope="module")
 def renderer():
     texts = WORDS + [m for t in make_tasks(20) for m in oracle(t)] + ["ok . wrong ."]
-    return M.Renderer(M.build_tokenizer(texts))
+    return agent.Renderer(agent.build_tokenizer(texts))
 
 
 def tiny(vocab, **kw):
@@ -103,8 +105,8 @@ def test_cached_decoding_equals_full_forward_on_ragged_batches():
 def test_batched_rollouts_equal_one_episode_at_a_time(renderer):
     model, tasks = tiny(renderer.vocab_size), make_tasks(7)
     # batch 3 < 7 tasks: episodes join as others finish, so rows of very different lengths share the cache
-    batched = M.rollout(model, renderer, EchoEnv, tasks, batch_size=3, max_action_tokens=5)
-    single = [M.rollout(model, renderer, EchoEnv, [t], batch_size=1, max_action_tokens=5)[0] for t in tasks]
+    batched = agent.rollout(model, renderer, EchoEnv, tasks, batch_size=3, max_action_tokens=5)
+    single = [agent.rollout(model, renderer, EchoEnv, [t], batch_size=1, max_action_tokens=5)[0] for t in tasks]
     for b, s, task in zip(batched, single, tasks):
         assert b["task"] is task and b["messages"] == s["messages"] and b["ids"] == s["ids"]
         assert len(b["messages"]) == 2 * len(task["words"]) + 1  # every episode ran to its end
@@ -118,26 +120,26 @@ def test_batched_rollouts_equal_one_episode_at_a_time(renderer):
 def test_sampled_logps_match_recomputed_logps_and_seed_replays(renderer):
     model, tasks = tiny(renderer.vocab_size), make_tasks(6)
     model.train()  # rollout must switch to eval and back
-    run = lambda seed, **kw: M.rollout(model, renderer, EchoEnv, tasks, temperature=1.0, batch_size=4,
+    run = lambda seed, **kw: agent.rollout(model, renderer, EchoEnv, tasks, temperature=1.0, batch_size=4,
                                        max_action_tokens=5, generator=torch.Generator().manual_seed(seed), **kw)
     a, b, c = run(3), run(3), run(4)
     assert model.training
     assert [t["messages"] for t in a] == [t["messages"] for t in b]  # same seed, same episodes
     assert [t["messages"] for t in a] != [t["messages"] for t in c]
-    ids, mask = M.collate([(t["ids"], t["mask"]) for t in a], renderer.pad_id)
+    ids, mask = agent.collate([(t["ids"], t["mask"]) for t in a], renderer.pad_id)
     model.eval()
     with torch.no_grad():
-        logps, n_tokens = M.sequence_logps(model, ids, mask)
+        logps, n_tokens = agent.sequence_logps(model, ids, mask)
     recorded = torch.tensor([sum(map(sum, t["action_logps"])) for t in a])
     assert torch.allclose(logps, recorded, atol=1e-4)
     assert n_tokens.tolist() == [sum(map(len, t["action_logps"])) for t in a]
     # nucleus sampling with a vanishing top_p keeps only the top token: it is greedy decoding
-    greedy = M.rollout(model, renderer, EchoEnv, tasks, max_action_tokens=5)
+    greedy = agent.rollout(model, renderer, EchoEnv, tasks, max_action_tokens=5)
     assert [t["messages"] for t in run(5, top_p=1e-9)] == [t["messages"] for t in greedy]
 
 
 def test_action_mask_covers_exactly_the_action_tokens():
-    r = M.Renderer(M.build_tokenizer(["look around", "go north", "you see a mug", "take mug", "done"]))
+    r = agent.Renderer(agent.build_tokenizer(["look around", "go north", "you see a mug", "take mug", "done"]))
     ids, mask = r.render(["look around", "go north", "you see a mug", "take mug", "done"])
     expected = [("<bos>", 0), ("look", 0), ("▁around", 0), ("<act>", 0),  # the <act> prompt is context
                 ("go", 1), ("▁north", 1), ("<eoa>", 1),  # the action and its stop token are trained on
@@ -146,7 +148,7 @@ def test_action_mask_covers_exactly_the_action_tokens():
     assert ids == [r.tokenizer.token_to_id(t) for t, _ in expected] and mask == [m for _, m in expected]
     assert r.decode_action(r.encode_action("take mug")) == "take mug"
     with pytest.raises(ValueError, match="chatml"):
-        M.Renderer(r.tokenizer, chat_format="chatml")
+        agent.Renderer(r.tokenizer, chat_format="chatml")
 
 
 def test_tokenizer_round_trip_is_lossless_and_deterministic():
@@ -160,28 +162,28 @@ def test_tokenizer_round_trip_is_lossless_and_deterministic():
             glue = ["", " ", " ", "\n"] if not (a in words and b in words) else [" ", "\n"]
             text += rng.choice(glue) + b
         texts.append(text)
-    tok = M.build_tokenizer(words)  # only the bare words: spacing, digits and symbols must still round-trip
+    tok = agent.build_tokenizer(words)  # only the bare words: spacing, digits and symbols must still round-trip
     for text in texts:
         ids = tok.encode(text, add_special_tokens=False).ids
         assert tok.token_to_id("<unk>") not in ids and tok.decode(ids, skip_special_tokens=False) == text
-    assert M.build_tokenizer(texts).get_vocab() == M.build_tokenizer(texts[::-1]).get_vocab()
-    assert [tok.id_to_token(i) for i in range(6)] == M.SPECIAL_TOKENS
+    assert agent.build_tokenizer(texts).get_vocab() == agent.build_tokenizer(texts[::-1]).get_vocab()
+    assert [tok.id_to_token(i) for i in range(6)] == agent.SPECIAL_TOKENS
 
 
 def test_sequence_logps_ignore_padding():
     model = tiny(40)
     seq = ([1, 5, 6, 7, 8, 9], [0, 0, 1, 1, 0, 1])
     with torch.no_grad():
-        alone = M.sequence_logps(model, *M.collate([seq], pad_id=0))
+        alone = agent.sequence_logps(model, *agent.collate([seq], pad_id=0))
         # batched with a longer sequence, so seq is right-padded (pad id 3 is a real token on purpose)
-        batch = M.sequence_logps(model, *M.collate([seq, ([2] * 11, [1] * 11)], pad_id=3))
+        batch = agent.sequence_logps(model, *agent.collate([seq, ([2] * 11, [1] * 11)], pad_id=3))
     assert alone[1].tolist() == [3] and batch[1].tolist() == [3, 10]
     assert torch.allclose(alone[0], batch[0][:1], atol=1e-6)
     # SFT's observation term: the complementary mask in the same forward pass equals a call of its own
-    ids, mask = M.collate([seq], pad_id=0)
+    ids, mask = agent.collate([seq], pad_id=0)
     with torch.no_grad():
-        both = M.sequence_logps(model, ids, mask, 1 - mask)
-        obs = M.sequence_logps(model, ids, 1 - mask)
+        both = agent.sequence_logps(model, ids, mask, 1 - mask)
+        obs = agent.sequence_logps(model, ids, 1 - mask)
     assert torch.equal(both[0], alone[0]) and both[3].tolist() == [2] and torch.allclose(both[2], obs[0])
 
 
@@ -195,14 +197,14 @@ def test_batch_logps_in_length_chunks_equal_one_padded_batch():
     for n in (30, 5, 17, 5, 29, 8, 12, 30, 2):
         ids = [rng.randrange(6, 40) for _ in range(n)]
         seqs.append((ids, [int(i > 0 and rng.random() < 0.5) for i in range(n)]))
-    chunks = M.length_chunks([len(s[0]) for s in seqs], max_tokens=40)
+    chunks = agent.length_chunks([len(s[0]) for s in seqs], max_tokens=40)
     assert sorted(i for c in chunks for i in c) == list(range(len(seqs)))
     assert all(len(c) * max(len(seqs[i][0]) for i in c) <= 40 or len(c) == 1 for c in chunks)
     # lengths 2, 5, 5, 8 fill 4 x 8 = 32 padded tokens; 12 and 17 make 34; 29 and 30 only fit alone
     assert chunks == [[8, 1, 3, 5], [6, 2], [4], [0], [7]]
-    ids, mask = M.collate(seqs, pad_id=3)
-    whole = M.sequence_logps(model, ids, mask, ((ids != 3) & (mask == 0)).long())
-    parts = M.batch_logps(model, seqs, pad_id=3, with_obs=True, max_tokens=40)
+    ids, mask = agent.collate(seqs, pad_id=3)
+    whole = agent.sequence_logps(model, ids, mask, ((ids != 3) & (mask == 0)).long())
+    parts = agent.batch_logps(model, seqs, pad_id=3, with_obs=True, max_tokens=40)
     for a, b in zip(whole, parts):
         assert a.dtype == b.dtype and torch.allclose(a, b, atol=1e-5)
     grads = []
@@ -212,24 +214,24 @@ def test_batch_logps_in_length_chunks_equal_one_padded_batch():
         grads.append([p.grad.clone() for p in model.parameters()])
     assert all(torch.allclose(g, h, atol=1e-4) for g, h in zip(*grads))
     with pytest.raises(ValueError, match="no sequences"):
-        M.batch_logps(model, [], pad_id=3)
+        agent.batch_logps(model, [], pad_id=3)
 
 
 def test_context_limit_ends_episodes(renderer):
     model = tiny(renderer.vocab_size, max_position_embeddings=40)
     tasks = [{"id": i, "words": ["red", "mug", "lamp", "soap"]} for i in range(3)]  # 4 turns never fit in 40
-    trajs = M.rollout(model, renderer, EchoEnv, tasks, max_action_tokens=8)
+    trajs = agent.rollout(model, renderer, EchoEnv, tasks, max_action_tokens=8)
     assert {t["end"] for t in trajs} == {"context"} and all(t["reward"] == 0.0 for t in trajs)
     assert all(len(t["ids"]) <= 40 for t in trajs)
 
 
 def test_save_load_is_bit_exact_and_replaces_atomically(tmp_path, renderer):
     model = perturb(tiny(renderer.vocab_size, tie_word_embeddings=False, attention_bias=True))
-    M.save_checkpoint(tmp_path / "ckpt", model, renderer)
-    M.save_checkpoint(tmp_path / "ckpt", model, renderer)  # replacing a checkpoint leaves no debris
+    loader.save_checkpoint(tmp_path / "ckpt", model, renderer)
+    loader.save_checkpoint(tmp_path / "ckpt", model, renderer)  # replacing a checkpoint leaves no debris
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
     rng_before = torch.get_rng_state()
-    loaded, r2 = M.load_checkpoint(tmp_path / "ckpt")
+    loaded, r2 = loader.load_checkpoint(tmp_path / "ckpt")
     assert torch.equal(torch.get_rng_state(), rng_before)  # loading does not consume training randomness
     a, b = model.state_dict(), loaded.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -242,13 +244,13 @@ def test_save_load_is_bit_exact_and_replaces_atomically(tmp_path, renderer):
 def test_a_custom_chat_format_travels_with_the_checkpoint(tmp_path, renderer):
     # a format that is in no registry (as the loader makes for open tokenizers): the checkpoint must carry it
     spec = {"first": "<bos>{text}<act>", "observation": "<eos>{text}<act>", "action": "{text}<eoa>", "stop": ["<eoa>"]}
-    custom = M.Renderer(renderer.tokenizer, "custom", spec)
-    M.save_checkpoint(tmp_path / "ckpt", tiny(renderer.vocab_size), custom)
-    _, loaded = M.load_checkpoint(tmp_path / "ckpt")
+    custom = agent.Renderer(renderer.tokenizer, "custom", spec)
+    loader.save_checkpoint(tmp_path / "ckpt", tiny(renderer.vocab_size), custom)
+    _, loaded = loader.load_checkpoint(tmp_path / "ckpt")
     messages = oracle(make_tasks(1)[0])
     assert loaded.chat_format == "custom" and loaded.render(messages) == custom.render(messages) != renderer.render(messages)
     with pytest.raises(ValueError, match="text"):
-        M.Renderer(renderer.tokenizer, "broken", {**spec, "observation": "<act>"})
+        agent.Renderer(renderer.tokenizer, "broken", {**spec, "observation": "<act>"})
 
 
 def _corrupt_missing_file(d):
@@ -286,26 +288,26 @@ def _corrupt_wrong_shape(d):
 @pytest.mark.parametrize("corrupt", [_corrupt_missing_file, _corrupt_truncated, _corrupt_missing_tensor,
                                      _corrupt_unexpected_tensor, _corrupt_wrong_shape])
 def test_corrupt_checkpoints_fail_naming_the_culprit(tmp_path, renderer, corrupt):
-    M.save_checkpoint(tmp_path / "ckpt", tiny(renderer.vocab_size), renderer)
+    loader.save_checkpoint(tmp_path / "ckpt", tiny(renderer.vocab_size), renderer)
     culprit = corrupt(tmp_path / "ckpt")
     with pytest.raises((ValueError, FileNotFoundError)) as err:
-        M.load_checkpoint(tmp_path / "ckpt")
+        loader.load_checkpoint(tmp_path / "ckpt")
     assert culprit in str(err.value)
 
 
 def test_overfits_a_few_trajectories_then_replays_them(renderer):
     tasks = make_tasks(4, seed=1)
     model = tiny(renderer.vocab_size).train()
-    ids, mask = M.collate([renderer.render(oracle(t)) for t in tasks], renderer.pad_id)
+    ids, mask = agent.collate([renderer.render(oracle(t)) for t in tasks], renderer.pad_id)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     for step in range(300):
-        logps, n_tokens = M.sequence_logps(model, ids, mask)
+        logps, n_tokens = agent.sequence_logps(model, ids, mask)
         loss = -(logps / n_tokens).mean()  # per-token NLL of the action tokens
         opt.zero_grad()
         loss.backward()
         opt.step()
     assert loss.item() < 0.02
-    trajs = M.rollout(model, renderer, EchoEnv, tasks)
+    trajs = agent.rollout(model, renderer, EchoEnv, tasks)
     assert all(t["success"] and t["end"] == "success" for t in trajs)
     assert all(t["messages"] == oracle(task) for t, task in zip(trajs, tasks))
     # rollouts and training share one rendering: the tokens fed while playing are the tokens trained on
@@ -377,7 +379,7 @@ def test_switches_produce_hugging_face_parameter_names():
 def test_checkpoint_loads_in_transformers_with_equal_logits(tmp_path, renderer, kw):
     transformers = pytest.importorskip("transformers")
     model = perturb(tiny(renderer.vocab_size, **kw))
-    M.save_checkpoint(tmp_path / "ckpt", model, renderer)
+    loader.save_checkpoint(tmp_path / "ckpt", model, renderer)
     hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "ckpt").float().eval()
     ids = torch.tensor([renderer.render(oracle(t))[0][:40] for t in make_tasks(8) if len(renderer.render(oracle(t))[0]) >= 40][:2])
     with torch.no_grad():

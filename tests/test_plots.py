@@ -11,6 +11,7 @@ import sys
 import pytest
 
 import coevo
+import config
 import plots
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -23,7 +24,7 @@ def test_trajectory_mix_is_a_partition():
 
 def test_plot_command_writes_pngs_of_a_small_run(tmp_path):
     pytest.importorskip("matplotlib", reason="plots need the optional matplotlib (pip install matplotlib)")
-    cfg = coevo.Config(**{**coevo.PRESETS["smoke"], "preset": "smoke", "out_dir": str(tmp_path), "name": "r",
+    cfg = coevo.Config(**{**config.PRESETS["smoke"], "preset": "smoke", "out_dir": str(tmp_path), "name": "r",
                           "method": "compare"})
     coevo.main(cfg)
     out = tmp_path / "png"
