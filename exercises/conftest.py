@@ -1,5 +1,6 @@
 """Exercise tests check your code in exercises/exN_*.py. `--solutions` checks the reference solutions instead
-(the project's own functions, listed in solutions.py): CI runs that, so the exercises never rot.
+(the project's own functions, listed in solutions.py): CI runs that, so the exercises never rot. A starter you
+have not written yet fails its tests with a one-line message naming it (a skip would read as "fine").
 
     python -m pytest -q exercises/test_ex1.py            # your solution to exercise 1
     python -m pytest -q exercises --solutions             # the reference solutions (what CI runs)
@@ -20,7 +21,7 @@ def pytest_addoption(parser):
 @pytest.fixture
 def pick(request):
     """pick(starter_module, name): your function from exercises/<starter_module>.py, or with --solutions the
-    reference one. A starter that still raises NotImplementedError makes its tests skip with a note."""
+    reference one. A starter that still raises NotImplementedError fails its tests with a message that names it."""
     def get(module: str, name: str):
         if request.config.getoption("--solutions"):
             from solutions import REFERENCE
@@ -31,6 +32,8 @@ def pick(request):
             try:
                 return fn(*args, **kwargs)
             except NotImplementedError:
-                pytest.skip(f"{module}.{name} is not written yet: it is your exercise (docs/exercises.md)")
+                pass                      # fail below, outside the handler: the message alone, no chained traceback
+            pytest.fail(f"exercises/{module}.py: {name} is not written yet (it raises NotImplementedError): "
+                        "this is your exercise, see docs/exercises.md", pytrace=False)
         return guarded
     return get

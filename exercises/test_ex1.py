@@ -36,3 +36,16 @@ def test_a_very_wrong_pair_stays_finite(pick):
     loss.sum().backward()
     assert torch.isfinite(loss).all() and torch.isfinite(pc.grad).all()
     assert abs(loss.item() - 1000.0) < 1e-3
+
+
+def test_the_rewards_are_detached(pick):
+    dpo_loss = pick("ex1_dpo_loss", "dpo_loss")
+    # the rewards are for logging and reading margins, even when the policy's log-probs require grad: only the loss
+    # may carry a graph (a reward that kept one would keep the batch's activations alive, and could be trained on)
+    pc, pr = torch.tensor([-4.0, -6.0], requires_grad=True), torch.tensor([-5.0, -5.0], requires_grad=True)
+    ref = torch.tensor([-5.0, -5.0])
+    loss, rc, rr = dpo_loss(pc, pr, ref, ref, 0.1)
+    assert loss.requires_grad
+    for reward in (rc, rr):
+        assert reward.grad_fn is None and not reward.requires_grad
+    assert torch.allclose(rc, torch.tensor([0.1, -0.1])) and torch.allclose(rr, torch.zeros(2))

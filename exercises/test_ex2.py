@@ -25,3 +25,12 @@ def test_wrongly_ranked_pairs_get_the_largest_gradient(pick):
     zero = torch.zeros(3)
     gc, _ = dpo_grads(torch.tensor([-20.0, 0.0, 20.0]), zero, zero, zero, 0.1)  # margins -20, 0, +20
     assert gc[0].abs() > gc[1].abs() > gc[2].abs()
+
+
+def test_at_the_reference_every_pair_gets_the_same_weight(pick):
+    dpo_grads = pick("ex2_dpo_gradient", "dpo_grads")
+    # the first step of an update: policy = reference, so m = 0 for every pair, whatever the trajectories' rewards
+    # (a near miss at 0.9 or a failure at 0): each pair is pushed with the same weight beta * sigmoid(0) = beta / 2
+    chosen, rejected = torch.tensor([-3.0, -40.0, -7.5]), torch.tensor([-3.5, -2.0, -90.0])
+    gc, gr = dpo_grads(chosen, rejected, chosen, rejected, 0.1)
+    assert torch.allclose(gc, torch.full((3,), -0.05)) and torch.allclose(gr, torch.full((3,), 0.05))
