@@ -1,7 +1,7 @@
 """Three toy text environments that mirror the paper's benchmarks: ToyShop (WebShop), ToyLab (ScienceWorld)
 and ToySQL (InterCode-SQL). They keep the episode structure and the reward *shape* of the real ones (partial
-rewards, near-misses close to 1) and are small enough for a ~1M-parameter model on a CPU. Design brief:
-shared/ENVS.md; interface: docs/design.md; reward bands and measured sizes: docs/envs.md.
+rewards, near-misses close to 1) and are small enough for a ~1M-parameter model on a CPU. Interface:
+docs/design.md; reward bands, measured sizes and what each env mirrors: docs/envs.md.
 
     task = make_tasks("shop", "train", n=1, seed=0)[0]
     env = make_env("shop"); obs = env.reset(task); obs, reward, done, info = env.step("search[wool shirt]")
@@ -16,7 +16,7 @@ never the global RNG or the per-process salted hash()).
 Layout: the shared episode machinery; then one section per env, read top to bottom (its world, drawn afresh
 for every task; observation; step; reward; oracle; scripted failures; relabeling; vocabulary), each ending in
 the EnvSpec that the public API dispatches on; then the public API and the command line. What each env mirrors
-from its benchmark, point by point, and where and why it deviates from shared/ENVS.md: docs/envs.md.
+from its benchmark, point by point, and where and why it deviates: docs/envs.md.
 `python envs.py ENV --show 1 --near-miss` prints an oracle episode and a near-miss.
 """
 import argparse
@@ -113,6 +113,16 @@ class _Env:
     def _why(self, a: str) -> str:
         """Why _act refused the cleaned action `a`, read off the unchanged state. Each env says it better."""
         return "the action does not parse or cannot apply here"
+
+
+UNDIRECTED_END = 0.1  # the undirected policy's chance a step of taking an action that ends the episode
+
+
+def _undirected_pick(rng, choices: list, ending: list) -> str:
+    """Pretraining's undirected policy: an action that ends the episode (buy, submit, focus) with probability
+    UNDIRECTED_END where there is one, else any other well-formed action, uniformly. Uniform over all of them would
+    end most episodes in their first steps (a lab focus is a final answer), showing little of the environment."""
+    return rng.choice(ending) if ending and rng.random() < UNDIRECTED_END else rng.choice(choices)
 
 
 def _refused(action) -> str:
@@ -336,6 +346,20 @@ class ToyShop(_Env):
         if arg in ("back", "buy now"):
             return f"click[{arg}] needs an open product: click a listed product's id first"
         return f"no product '{arg}' on this page"
+
+    def undirected(self, rng, messages) -> str:
+        """An undirected action (pretraining's policy): uniform over what the current page makes well-formed:
+        a search for 1-3 words of the instruction, a listed id, next or previous page; on a product page one of
+        its options, back, buy now. It reads the page as the observation shows it and wants nothing."""
+        words = re.findall(r"[a-z]+", _shop_instruction(self.goal))
+        choices = [f"search[{' '.join(rng.sample(words, rng.randint(1, 3)))}]"]
+        if self.item is not None:
+            choices += [f"click[{v}]" for values in self.item["options"].values() for v in values] + ["click[back]"]
+        elif self.results:
+            pages = (len(self.results) + PAGE - 1) // PAGE
+            choices += [f"click[{p['id']}]" for p in self.visible()]
+            choices += ["click[next >]"] * (self.page + 1 < pages) + ["click[< prev]"] * (self.page > 0)
+        return _undirected_pick(rng, choices, ["click[buy now]"] if self.item is not None else [])
 
 
 def shop_reward(goal, product, chosen) -> tuple:
@@ -690,6 +714,24 @@ class ToyLab(_Env):
             arg = a.split()[-1]
         return f"no {arg} here"
 
+    def undirected(self, rng, messages) -> str:
+        """An undirected action (pretraining's policy): uniform over the verbs the room makes well-formed, on
+        the objects it shows (and those held): look, wait, go to another room, take, put in a container here,
+        focus on, use the thermometer on, the stove's switch, mix the bowl, read the recipe."""
+        shown = [o for o in self.where if self._visible(o)]
+        carry = [o for o in shown if o not in FIXED_ONLY and self.where[o] != "inventory"]
+        held = [o for o, loc in self.where.items() if loc == "inventory" or loc == self.room and o not in FIXED_ONLY]
+        here = [c for c in CONTAINERS if self.where.get(c) == self.room]
+        choices = ["look", "wait"] + [f"go to {r}" for r in ROOMS if r != self.room]
+        choices += [f"take {o}" for o in carry] + [f"put {o} in {c}" for o in held for c in here if o != c]
+        if self.where.get("thermometer") == "inventory":
+            choices += [f"use thermometer on {o}" for o in shown if o != "thermometer"]
+        if self.where["stove"] == self.room:
+            choices += ["activate stove", "deactivate stove"]
+        choices += ["mix bowl"] * (self.where["bowl"] == self.room)
+        choices += ["read recipe"] * (self.where["recipe"] == self.room)
+        return _undirected_pick(rng, choices, [f"focus on {o}" for o in shown])
+
 
 def _lab_oracle(task) -> list:
     """Visit rooms in a fixed order (or go back to where the transcript showed it) to find what is needed."""
@@ -981,6 +1023,27 @@ class ToySQL(_Env):
             return f"a query goes inside execute[...]: execute[{a}]"
         return _unparsed(a, ("execute", "submit"), "execute[<sql>] or submit")
 
+    def undirected(self, rng, messages) -> str:
+        """An undirected action (pretraining's policy): SQL over what the transcript has shown, uniform over the
+        templates it makes well-formed: show tables; once the table's name was shown, desc and select *; once its
+        columns were shown, a projection, a filter on a shown value, a count, an order, a group, a max; submit."""
+        asked = dict(zip(messages[1::2], messages[2::2]))
+        table = asked.get("execute[show tables]")
+        cols = asked.get(f"execute[desc {table}]", "").split() if table else []
+        values = [w for m in messages[0::2] for w in re.findall(r"[a-z]+|\d+", m) if w not in cols and w != table]
+        choices = ["execute[show tables]"]
+        if table:
+            choices += [f"execute[desc {table}]", f"execute[select * from {table}]"]
+        if table and cols:
+            c, d, v = rng.choice(cols), rng.choice(cols), rng.choice(values or ["1"])
+            value = v if v.isdigit() else f"'{v}'"
+            choices += [f"execute[select {c} from {table}]", f"execute[select {c} from {table} where {d} = {value}]",
+                        f"execute[select count(*) from {table} where {d} > {rng.randint(0, 99)}]",
+                        f"execute[select {c} from {table} order by {d} desc limit {rng.randint(1, 5)}]",
+                        f"execute[select {c}, count(*) from {table} group by {c}]",
+                        f"execute[select max({c}) from {table}]"]
+        return _undirected_pick(rng, choices, ["submit"])
+
     def _show(self, rows) -> str:
         if not rows:
             return "no rows."
@@ -1176,10 +1239,24 @@ def replay(task, actions, **options) -> dict:
             "n_invalid": n_invalid}
 
 
+def undirected_episode(task, rng: random.Random) -> dict:
+    """One episode of the undirected policy (each env's `undirected`: at every step a random action among those
+    the current observation makes well-formed, wanting nothing): a trajectory dict. Pretraining's corpus."""
+    env = make_env(task["env"])
+    messages, n_invalid, done, info, reward = [env.reset(task)], 0, False, {}, 0.0
+    while not done:
+        action = env.undirected(rng, messages)
+        obs, reward, done, info = env.step(action)
+        messages += [action, obs]
+        n_invalid += not info["valid"]
+    return {"task": task, "messages": messages, "reward": reward, "success": info["success"], "end": info["end"],
+            "n_invalid": n_invalid}
+
+
 def relabel(task, seed: int) -> dict:
     """The same task in a world renamed and reordered without changing its meaning (each env's _relabel says
     how). An agent that reads the observations scores the same on both; one that recalls names from training
-    does not (shared/ENVS.md, property 6)."""
+    does not (the reading benchmark: python bench.py --reading RUN_DIR)."""
     rng, s = random.Random(_digest("relabel", task["id"], task["seed"], seed)), json.loads(json.dumps(task["slots"]))
     return dict(task, id=task["id"] + "-relabeled", slots=ENVS[task["env"]].relabel(s, rng))
 

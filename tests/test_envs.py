@@ -1,7 +1,7 @@
 """What the toy environments in envs.py promise, checked on hundreds of generated tasks.
 
 Teaches: the oracle reaches reward 1.0 on every task of every split while acting only on the transcript; a
-random agent scores near 0; each scripted near-miss of shared/ENVS.md lands in its reward band, and the
+random agent scores near 0; each scripted near-miss lands in its reward band (docs/envs.md), and the
 bands give at least 5 distinct failure levels per environment (so failure-vs-failure pairs with a 0.1 gap
 exist); the rewards are the benchmarks' formulas (WebShop's attribute/option/price fraction, ScienceWorld's
 ordered subgoals + optional bonus with ETO's best-score rule, InterCode's multiset IoU x Kendall tau);
@@ -300,7 +300,7 @@ def test_plausible_action_sequences_over_the_worlds_own_objects_never_raise(env_
 @pytest.mark.parametrize("env_name", ENV_NAMES)
 def test_relabeling_a_world_keeps_the_oracle_and_every_near_miss_reward(env_name):
     # a relabeled world means the same (fresh ids, other names for uninvolved objects, other orders), so an
-    # agent that reads scores the same on it; this is the env half of shared/ENVS.md property 6
+    # agent that reads scores the same on it; this is the env half of the reading benchmark
     for task in envs.make_tasks(env_name, "train", 100, seed=13) + envs.make_tasks(env_name, "test_unseen", 50, seed=13):
         other = envs.relabel(task, seed=1)
         assert other["slots"] != task["slots"] and envs.oracle(other)["reward"] == 1.0
@@ -484,7 +484,7 @@ def test_near_miss_shows_a_true_near_miss_or_says_there_is_none(capsys, env_name
 def test_failure_diagnosis_names_each_scripted_near_miss():
     """bench.py --failures sorts an agent's failures by what went wrong; on the shop's scripted near-misses it must
     name the one constraint each misses (a buyer of the over-budget twin missed the price, and so on)."""
-    bench = pytest.importorskip("bench")  # imports torch and model.py, no more
+    bench = pytest.importorskip("diagnostics")  # imports torch and the project (coevo.py and below)
     expected = {"sibling": "attrs", "other_type": "type", "option_wrong": "options", "option_unclicked": "options",
                 "options_unclicked": "options", "no_purchase": "no purchase (timeout)"}
     seen = set()
