@@ -163,7 +163,7 @@ def _choose(logits, banned, temperature, top_p, generator, force=None):
 
 @torch.no_grad()
 def rollout(model, renderer, make_env, tasks, *, temperature=0.0, top_p=1.0, generator=None, max_action_tokens=24,
-            batch_size=64, device=None, progress=False, desc="rollout") -> list:
+            batch_size=64, device=None, progress=False, desc="rollout", prefixes=None) -> list:
     """Play every task once; returns trajectories (docs/design.md) in the order of `tasks`.
 
     Up to batch_size episodes run at once and new ones join as others finish. Each turn feeds only the new
@@ -172,7 +172,9 @@ def rollout(model, renderer, make_env, tasks, *, temperature=0.0, top_p=1.0, gen
     top-p sampling from `generator` (None: torch's global generator). Extras per trajectory: "action_logps"
     (per action, raw-model log-probs of its tokens and stop token) and "ids"/"mask" (the exact tokens fed).
     These equal renderer.render(messages) unless the model spelled a word unusually (e.g. "▁" then "buy" for
-    "▁buy"): the env sees the same text either way, and training re-renders it canonically."""
+    "▁buy"): the env sees the same text either way, and training re-renders it canonically.
+    prefixes: for each task, actions to play before the model acts (branching from a state of another episode);
+    they are part of the trajectory's messages and steps, and "action_logps" covers the model's actions only."""
     if temperature < 0 or not 0 < top_p <= 1 or max_action_tokens < 1 or batch_size < 1:
         raise ValueError(f"rollout: bad settings temperature={temperature} top_p={top_p} "
                          f"max_action_tokens={max_action_tokens} batch_size={batch_size}")
@@ -198,6 +200,26 @@ def rollout(model, renderer, make_env, tasks, *, temperature=0.0, top_p=1.0, gen
         bar.set_postfix(reward=f"{sum(done) / len(done):.3f}", refresh=False)
         bar.update(1)
 
+    def start(i):
+        """Episode i, its prefix played: the tokens to feed first ("piece": observations, and any prefix actions,
+        which "piece_mask" marks), or None if the prefix already ended it."""
+        env = make_env()
+        obs = env.reset(tasks[i])
+        ep = {"i": i, "env": env, "messages": [obs], "n_invalid": 0, "logps": [], "ids": [], "mask": [], "unfed": [],
+              "piece": renderer.encode_observation(obs, first=True)}
+        ep["piece_mask"] = [0] * len(ep["piece"])
+        for action in prefixes[i] if prefixes else ():
+            obs, reward, done, info = env.step(action)
+            ep["messages"] += [action, obs]
+            ep["n_invalid"] += not info["valid"]
+            if done:
+                finish(ep, reward, info.get("success", reward >= 1.0), info.get("end") or "wrong")
+                return None
+            act, seen = renderer.encode_action(action), renderer.encode_observation(obs)
+            ep["piece"] += act + seen
+            ep["piece_mask"] += [1] * len(act) + [0] * len(seen)
+        return ep
+
     def drop(keep_rows):  # finished episodes leave the batch and the cache: later turns cost nothing for them
         nonlocal eps
         if len(keep_rows) < len(eps):
@@ -213,11 +235,8 @@ def rollout(model, renderer, make_env, tasks, *, temperature=0.0, top_p=1.0, gen
                 # "unfed" the previous action's stop token, sampled but not yet fed
                 new = []
                 while todo and len(eps) + len(new) < batch_size:
-                    i = todo.pop()
-                    env = make_env()
-                    obs = env.reset(tasks[i])
-                    new.append({"i": i, "env": env, "messages": [obs], "n_invalid": 0, "logps": [], "ids": [],
-                                "mask": [], "unfed": [], "piece": renderer.encode_observation(obs, first=True)})
+                    ep = start(todo.pop())
+                    new += [ep] if ep is not None else []
                 eps += new
                 cache.add_rows(len(new))
                 # an episode whose next turn could pass the model's context ends now, scored 0
@@ -234,7 +253,7 @@ def rollout(model, renderer, make_env, tasks, *, temperature=0.0, top_p=1.0, gen
                 logits = _feed(model, cache, [ep["unfed"] + ep["piece"] for ep in eps], renderer.pad_id, device)
                 for ep in eps:
                     ep["ids"] += ep["piece"]
-                    ep["mask"] += [0] * len(ep["piece"])
+                    ep["mask"] += ep.pop("piece_mask", None) or [0] * len(ep["piece"])
                 # decode the actions in lock step; rows that stopped feed nothing (n_new = 0) and wait
                 B = len(eps)
                 acts, logps, open_ = [[] for _ in range(B)], [[] for _ in range(B)], [True] * B

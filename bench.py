@@ -15,7 +15,7 @@
     python bench.py --failures runs/shop-compare-seed0   # what do its failures get wrong? (below)
     python bench.py --margins runs/shop-compare-seed0    # do its preference pairs carry to new tasks? (below)
 
---reading RUN_DIR is the reading benchmark of shared/ENVS.md (property 6): the run's SFT checkpoint, greedy, on
+--reading RUN_DIR is the reading benchmark (docs/envs.md): the run's SFT checkpoint, greedy, on
 its test tasks and on the same tasks relabeled (envs.relabel: fresh ids and names, other orders, same meaning).
 With --split train it reads the run's expert tasks instead, the worlds SFT trained on: a gap there is recall.
 An agent that reads its observations loses little (goal: under 10% of its reward); one that recalls names
@@ -225,174 +225,6 @@ def chunked_versus_padded(args, device) -> None:
           f"largest difference in summed log-probs {(a - b).abs().max().item():.1e}")
 
 
-def reading(run_dir: str, ckpt: str, n: int, device, splits: str = "test") -> None:
-    """Greedy reward of a run's checkpoint on its test tasks (or valid, or its expert training tasks: the worlds
-    SFT trained on and ETO explores), original vs relabeled, per split."""
-    import json
-    import os
-
-    import envs
-    cfg = json.load(open(os.path.join(run_dir, "config.json")))
-    model, renderer = loader.load_checkpoint(os.path.join(run_dir, "ckpt", ckpt), device=device)
-    n = n or (cfg["n_expert"] if splits == "train" else cfg["n_test"])
-    print(f"reading benchmark: {cfg['env']}, checkpoint {ckpt} of {run_dir}, {n} tasks per split, greedy")
-    for split in ("train",) if splits == "train" else (f"{splits}_seen", f"{splits}_unseen"):
-        tasks = (envs.make_tasks(cfg["env"], split, cfg["n_train"], cfg["seed"])[:min(n, cfg["n_expert"])]
-                 if split == "train" else envs.make_tasks(cfg["env"], split, n, cfg["seed"]))
-        n = len(tasks)
-        scores = []
-        for ts in (tasks, [envs.relabel(t, seed=0) for t in tasks]):
-            trajs = agent.rollout(model, renderer, lambda: envs.make_env(cfg["env"]), ts)
-            scores.append((100 * sum(t["reward"] for t in trajs) / n, 100 * sum(t["success"] for t in trajs) / n))
-        (r0, s0), (r1, s1) = scores
-        loss = 100 * (r0 - r1) / r0 if r0 else float("nan")
-        print(f"{split:12s} reward x100 original {r0:5.1f}  relabeled {r1:5.1f}  (loses {loss:5.1f}% of it);"
-              f"  success % {s0:5.1f} -> {s1:5.1f}")
-
-
-def failures(run_dir: str, ckpt: str, n: int, device) -> None:
-    """What a run's checkpoint gets wrong on its evaluation tasks: one count per kind of failure, per split."""
-    import collections
-    import json
-    import os
-
-    import envs
-    cfg = json.load(open(os.path.join(run_dir, "config.json")))
-    model, renderer = loader.load_checkpoint(os.path.join(run_dir, "ckpt", ckpt), device=device)
-    n, split_name = n or cfg["n_test"], cfg.get("eval_on", "test")
-    print(f"failures: {cfg['env']}, checkpoint {ckpt} of {run_dir}, {n} {split_name} tasks per split, greedy")
-    for split in ("seen", "unseen"):
-        tasks = envs.make_tasks(cfg["env"], f"{split_name}_{split}", n, cfg["seed"])
-        trajs = [t for t in agent.rollout(model, renderer, lambda: envs.make_env(cfg["env"]), tasks) if not t["success"]]
-        kinds = collections.Counter(failure_kind(t) for t in trajs)
-        left = collections.Counter(first_departure(t) for t in trajs)
-        print(f"{split_name}_{split}: {len(trajs)} failures of {n} episodes")
-        for name, counts in (("what went wrong", kinds), ("first action off the oracle's path (oracle -> agent)", left)):
-            print(f"  {name}:")
-            for k, c in counts.most_common():
-                print(f"    {k:40s} {c:5d}  {100 * c / max(len(trajs), 1):5.1f}%")
-
-
-@torch.no_grad()
-def margins(run_dir: str, n: int, device) -> None:
-    """Does what the preference pairs taught carry to new tasks? ETO-style pairs (the oracle's trajectory vs the
-    SFT agent's greedy failure, build_eto_pairs' rules) on the run's expert tasks, where the update trained, and
-    on its validation tasks, where it did not; each updated checkpoint's DPO margin against the SFT checkpoint,
-    beta * ((pi - sft)(chosen) - (pi - sft)(rejected)): the implicit reward gap that DPO raises. The nll control
-    gets the same numbers, so ETO minus nll is what the preference term itself moved."""
-    import json
-
-    import coevo
-    import envs
-    from config import LOOP_METHODS
-    from runs import mean_ci, saved_config
-    cfg = saved_config(run_dir, device=str(device))
-    sft, renderer = loader.load_checkpoint(os.path.join(run_dir, "ckpt", "sft_0_train"), device=device)
-    names = [m for m in LOOP_METHODS
-             if os.path.isdir(os.path.join(run_dir, "ckpt", f"{m}_{cfg.iterations}_6_update_target"))]
-    models = {"sft": sft} | {m: loader.load_checkpoint(os.path.join(run_dir, "ckpt", f"{m}_{cfg.iterations}_6_update_target"),
-                                                  device=device)[0] for m in names}
-    print(f"margins: {cfg.env}, {run_dir}, checkpoints {', '.join(names)} against sft_0_train, beta {cfg.beta}; "
-          f"pairs = oracle vs SFT's greedy failure, up to {n or cfg.n_expert} tasks per split")
-    print("| split | pairs | method | margin | accuracy % | chosen (nats) | rejected (nats) |\n|---|---|---|---|---|---|---|")
-    decisions = []
-    for split in ("train", "valid_seen", "valid_unseen"):
-        count = cfg.n_train if split == "train" else (n or cfg.n_expert)
-        tasks = envs.make_tasks(cfg.env, split, count, cfg.seed)[:n or cfg.n_expert]   # train: the expert tasks
-        trajs = agent.rollout(sft, renderer, lambda: envs.make_env(cfg.env), tasks, device=device)
-        pairs = [p for t, tr in zip(tasks, trajs) if not tr["success"]
-                 for p in coevo.build_eto_pairs(envs.oracle(t), [tr], cfg.eto_truncate_turns)]
-        logps = {m: pair_logps(cfg, model, renderer, pairs) for m, model in models.items()}   # each model once
-        base = {}
-        for m in names:
-            margin, chosen, rejected = pair_margins(cfg.beta, logps[m], logps["sft"])
-            base[m] = margin.tolist()
-            mean, ci = mean_ci(base[m])
-            print(f"| {split} | {len(pairs)} | {m} | {mean:+.3f} ± {ci:.3f} | {100 * (margin > 0).double().mean():.1f} | "
-                  f"{chosen.mean().item():+.2f} | {rejected.mean().item():+.2f} |")
-        for m in [m for m in names if m != "nll" and "nll" in base]:
-            mean, ci = mean_ci([a - b for a, b in zip(base[m], base["nll"])])
-            print(f"| {split} | {len(pairs)} | {m} - nll | {mean:+.3f} [{mean - ci:+.3f}, {mean + ci:+.3f}] | | | |")
-        # greedy reward turns on the first decision where the agent left the expert's path, not on the sum: both
-        # sides cut just after it (the shared prefix cancels), log pi(expert's action) - log pi(agent's action)
-        first = [(dict(c, messages=c["messages"][:i + 1]), dict(r, messages=r["messages"][:i + 1])) for c, r in pairs
-                 for i in [first_difference(c, r)] if i is not None and i < len(c["messages"])]
-        for m, model in models.items():
-            chosen, rejected = pair_logps(cfg, model, renderer, first)
-            gap = chosen - rejected
-            decisions.append(f"| {split} | {len(first)} | {m} | {100 * (gap > 0).double().mean():.1f} | {gap.mean().item():+.2f} |")
-    print("\nat the first action off the expert's path: log pi(expert's action) - log pi(SFT agent's action)\n"
-          "| split | decisions | checkpoint | expert's action more likely % | mean gap (nats) |\n|---|---|---|---|---|")
-    print("\n".join(decisions))
-
-
-def first_difference(chosen: dict, rejected: dict):
-    """The message index of the rejected trajectory's first action that differs from the chosen one's (acting past
-    the chosen side's end counts), or None if it never differs. Everything before it is a shared prefix, which
-    cancels in DPO's margin."""
-    c, r = chosen["messages"], rejected["messages"]
-    return next((i for i in range(1, len(r), 2) if i >= len(c) or r[i] != c[i]), None)
-
-
-@torch.no_grad()
-def pair_logps(cfg, model, renderer, pairs: list) -> tuple:
-    """Summed action log-probs of the chosen and of the rejected sides of (chosen, rejected) pairs, float64."""
-    import coevo
-    seqs = [renderer.render(x["messages"]) for pair in pairs for x in pair]   # chosen, rejected, chosen, ...
-    logps = coevo.pool_logps(cfg, model.eval(), renderer, seqs, list(range(len(seqs))))[0].double()
-    return logps[0::2], logps[1::2]
-
-
-def pair_margins(beta: float, policy: tuple, reference: tuple) -> tuple:
-    """Per pair, from pair_logps of the policy and of the reference: DPO's margin beta * ((policy - reference)(chosen)
-    - (policy - reference)(rejected)) (-log sigmoid of it is the pair's DPO loss), and the two log-ratios in nats."""
-    chosen, rejected = policy[0] - reference[0], policy[1] - reference[1]
-    return beta * (chosen - rejected), chosen, rejected
-
-
-def failure_kind(traj: dict) -> str:
-    """shop: the constraints the bought product misses (type, attrs, price: +k when its tens digit is k above the
-    budget's, options), or how the episode ended without a purchase; lab and sql: how the episode ended."""
-    import envs
-    task = traj["task"]
-    if task["env"] != "shop":
-        return traj["end"]
-    env, bought = envs.make_env("shop"), None
-    env.reset(task)
-    for action in traj["messages"][1::2]:
-        product, chosen = env.item, dict(env.chosen)
-        *_, done, _ = env.step(action)
-        if done:
-            bought = product if action == "click[buy now]" else None
-            break
-    if bought is None:
-        return f"no purchase ({traj['end']})"
-    goal, missed = task["slots"]["goal"], []
-    if bought["type"] != goal["type"]:
-        missed.append("type")
-    if not set(goal["attrs"]) <= set(bought["attrs"]):
-        missed.append("attrs")
-    if bought["price"] >= goal["budget"]:
-        missed.append(f"price +{bought['price'] // 10 - goal['budget'] // 10}")
-    if any(chosen.get(dim) != value for dim, value in goal["options"].items()):
-        missed.append("options")
-    return " & ".join(missed)
-
-
-def first_departure(traj: dict) -> str:
-    """The kind of the oracle's action where the agent first did something else, and the kind of what it did."""
-    import envs
-    def kind(a):  # shop: search, page, buy, click id (ids are one letter), click option; lab, sql: the first word
-        if a in ("click[next >]", "click[< prev]", "click[buy now]", "click[back]"):
-            return a[6:-1].strip("<> ")
-        if a.startswith("click["):
-            return "click id" if len(a) == 8 else "click option"
-        return a.split("[")[0] if "[" in a else (a.split() or ["(empty)"])[0]
-    ours, oracle = traj["messages"][1::2], envs.oracle(traj["task"])["messages"][1::2]
-    k = next((i for i, (a, b) in enumerate(zip(ours, oracle)) if a != b), min(len(ours), len(oracle)))
-    return f"{kind(oracle[k]) if k < len(oracle) else 'done'} -> {kind(ours[k]) if k < len(ours) else 'stopped'}"
-
-
 def count_pairs(renderer, n: int) -> list:
     """n single-turn preference pairs of the counting game: (prompt, right continuation, wrong continuation)."""
     out = []
@@ -530,20 +362,26 @@ def main():
     p.add_argument("--failures", metavar="RUN_DIR", default="", help="sort a run's failures by kind instead")
     p.add_argument("--margins", metavar="RUN_DIR", default="", help="the DPO margin of a run's updated checkpoints on "
                    "pairs of its training tasks and of new tasks instead")
+    p.add_argument("--why", metavar="RUN_DIR", default="", help="why learning from failures helps or not: the pairs' "
+                   "properties and the SFT agent's reachability (diagnostics.py)")
     p.add_argument("--ckpt", default="sft_0_train", help="--reading, --failures: which checkpoint under RUN_DIR/ckpt")
     p.add_argument("--split", default="test", choices=["test", "valid", "train"],
                    help="--reading: test (seen and unseen), valid, or train (the run's expert tasks, which SFT trained on)")
-    p.add_argument("--n", type=int, default=0, help="--reading, --failures, --margins: tasks per split (0 = the run's n_test; --margins: n_expert)")
+    p.add_argument("--n", type=int, default=0, help="--reading, --failures, --margins: tasks per split (0 = the run's "
+                   "n_test; --margins: n_expert); --why: explored tasks for reachability (0 = 300)")
     args = p.parse_args()
     device = M.pick_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.reading:
-        return reading(args.reading, args.ckpt, args.n, device, args.split)
-    if args.failures:
-        return failures(args.failures, args.ckpt, args.n, device)
-    if args.margins:
-        return margins(args.margins, args.n, device)
+    if args.reading or args.failures or args.margins or args.why:
+        import diagnostics  # the diagnostics read run directories: envs, coevo and the rest load only for them
+        if args.reading:
+            return diagnostics.reading(args.reading, args.ckpt, args.n, device, args.split)
+        if args.failures:
+            return diagnostics.failures(args.failures, args.ckpt, args.n, device)
+        if args.margins:
+            return diagnostics.margins(args.margins, args.n, device)
+        return diagnostics.why(args.why, args.n, device)
     if args.mode == "loop":
         return loop(args.run)
     if args.mode == "dpo":

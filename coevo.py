@@ -56,7 +56,7 @@ import loader
 import losses
 import model as M
 import runs
-from config import Config, check_config, method_list, parse_config, run_path
+from config import Config, check_config, checkpoint_path, method_list, parse_config, run_path
 from losses import Coefs
 from runs import RunDir
 
@@ -92,7 +92,7 @@ def main(cfg: Config) -> str:
 
 
 def run_method(cfg: Config, method: str, run: RunDir, data: dict, renderer) -> None:
-    """Steps 1-7, K times, for `method` (nll, eto or coevo), both agents starting from the SFT checkpoint."""
+    """Steps 1-7, K times, for `method` (nll, rft, eto or coevo), both agents starting from the SFT checkpoint."""
     sft_path = run.file("ckpt", "sft_0_train")
     target = loader.load_checkpoint(sft_path, device=cfg.device)[0]
     failure = loader.load_checkpoint(sft_path, device=cfg.device)[0] if method == "coevo" else None
@@ -118,9 +118,12 @@ def run_method(cfg: Config, method: str, run: RunDir, data: dict, renderer) -> N
             # 4. Hard negatives: failures sampled afresh from the updated failure agent, on the expert tasks
             hard = fails if not cfg.regenerate_hard_negatives else run.cached(
                 f"{it}/4_hard_negatives", explore, cfg, failure, renderer, tasks, "failure")
-        # 5. Target pairs: (a) expert vs own failure, (b) expert vs hard negatives, (c) better vs worse failure
-        groups = build_target_groups(experts, own, hard, cfg.eto_truncate_turns, cfg.hn_threshold,
-                                     cfg.failure_min_gap if coefs.ff else None, cfg.anchor_all_experts)
+        # 5. Target pairs: (a) expert vs own failure (or --pairs own | branch), (b) expert vs hard negatives, (c) ...
+        branches = run.cached(f"{it}/5_branch", branch, cfg, target, renderer, own[:len(tasks)], experts) if (
+            cfg.pairs == "branch" and coefs.dpo) else []
+        a = build_own_pairs(cfg.pairs, experts, own, branches, cfg.eto_truncate_turns, cfg.failure_min_gap)
+        groups = build_target_groups(experts, a, own, hard, cfg.hn_threshold, cfg.failure_min_gap if coefs.ff else None,
+                                     imitate=method == "rft", anchor_all=cfg.anchor_all_experts)
         if method == "coevo":
             runs.write_transcripts(run.file("transcripts.md"), groups)
         # 6. Update the target: L = dpo * DPO(a) + hn * HN(b) + nll * NLL(e*) + ff * DPO(c)
@@ -132,10 +135,11 @@ def run_method(cfg: Config, method: str, run: RunDir, data: dict, renderer) -> N
 
 def method_coefs(cfg: Config, method: str) -> Coefs:
     """The target loss's weights for a method: co-evolution uses every term; ETO the same loss less HN (its own
-    recipe, pure DPO, is --eto-dpo-coef 1 --eto-sft-coef 0); nll the NLL anchor alone (the control)."""
+    recipe, pure DPO, is --eto-dpo-coef 1 --eto-sft-coef 0); nll the NLL anchor alone (the control); rft the same NLL,
+    also on the target's own successes (the groups carry them)."""
     if method == "eto":
         return Coefs(dpo=cfg.eto_dpo_coef, hn=0.0, nll=cfg.eto_sft_coef, ff=0.0)
-    if method == "nll":
+    if method in ("nll", "rft"):
         return Coefs(dpo=0.0, hn=0.0, nll=1.0, ff=0.0)
     return Coefs(dpo=cfg.dpo_coef, hn=cfg.hn_coef, nll=cfg.sft_coef, ff=cfg.ff_coef)
 
@@ -201,6 +205,28 @@ def explore(cfg: Config, policy, renderer, tasks: list, who: str, seed: int, bef
     trajs = [dict({k: t[k] for k in keep}, agent=who) for t in out]
     churn = greedy_churn(before[:len(tasks)], trajs[:len(tasks)]) if before else {}
     return trajs, {**exploration_stats(trajs), **churn}
+
+
+def branch(cfg: Config, policy, renderer, greedy: list, experts: list, seed: int) -> tuple:
+    """Step 5 under --pairs branch: from each failed greedy rollout of an expert task, the state where it first left
+    the expert's path and the branch_states - 1 states after it; from each, branch_samples continuations sampled at
+    target_temperature (agent.rollout with that prefix), each marked with its prefix length (`branched_at`). The
+    failure itself continues from each of those states too, so it joins every one of its states' groups."""
+    jobs, out = [], []
+    for e, t in zip(experts, greedy):
+        i = None if t["success"] else first_difference(e, t)
+        actions = t["messages"][1::2]
+        for k in range((i - 1) // 2, min((i - 1) // 2 + cfg.branch_states, len(actions))) if i is not None else ():
+            jobs += [(t["task"], actions[:k])] * cfg.branch_samples
+            out.append(dict(t, branched_at=k))
+    gen = torch.Generator(device=cfg.device).manual_seed(seed)
+    sampled = agent.rollout(policy, renderer, lambda: envs.make_env(cfg.env), [task for task, _ in jobs],
+                            temperature=cfg.target_temperature, top_p=cfg.top_p, generator=gen, device=cfg.device,
+                            progress=True, desc="branch", prefixes=[prefix for _, prefix in jobs])
+    keep = ("task", "messages", "reward", "success", "end", "n_invalid")
+    out += [dict({k: t[k] for k in keep}, agent="target", branched_at=len(prefix)) for t, (_, prefix) in
+            zip(sampled, jobs)]
+    return out, {**exploration_stats(out), "states": len(jobs) // max(cfg.branch_samples, 1)}
 
 
 def exploration_stats(trajs: list) -> dict:
@@ -278,20 +304,52 @@ def build_failure_pairs(target_trajs: list, failure_trajs: list, min_gap: float,
     return pairs
 
 
-def build_target_groups(experts: list, own: list, hard: list, truncate_turns: int, hn_threshold: float = 0.0,
-                        ff_gap: float | None = None, anchor_all: bool = True) -> list:
-    """Step 5: per expert task e*, a group of its pairs of the three kinds: (a) e* vs the target's own rollouts
-    (ETO's rules), (b) e* vs the hard negatives (failures with reward >= hn_threshold), (c) with ff_gap, the
-    target's better vs worse failure. anchor_all: every expert gets a group, also with no pair (the NLL anchor)."""
+def first_difference(chosen: dict, rejected: dict):
+    """The message index of the rejected trajectory's first action that differs from the chosen one's (acting past
+    the chosen side's end counts), or None if it never differs. Everything before it is a prefix the two share,
+    which cancels in DPO's margin; in a deterministic environment it is where a failure leaves the expert's path."""
+    c, r = chosen["messages"], rejected["messages"]
+    return next((i for i in range(1, len(r), 2) if i >= len(c) or r[i] != c[i]), None)
+
+
+def build_own_pairs(kind: str, experts: list, own: list, branches: list, truncate_turns: int, min_gap: float) -> dict:
+    """Kind (a) per expert task id, from one of three sources (--pairs):
+    eto: e* vs each of the target's own rollouts, ETO's rules (build_eto_pairs);
+    own: the target's higher- vs lower-reward rollout of the task, no expert needed (Iterative RPO, Pang et al. 2024);
+    branch: higher- vs lower-reward continuation from one state of the target's own failure, sharing that prefix
+    (per-step credit: Setlur et al. 2024); after the first wrong action that is recovery, which no expert shows."""
+    own_by = by_task(own)
+    if kind == "eto":
+        return {e["task"]["id"]: build_eto_pairs(e, own_by.get(e["task"]["id"], []), truncate_turns) for e in experts}
+    if kind == "own":
+        return {tid: build_failure_pairs(trajs, [], min_gap, within_agent=True, keep_successes=True)
+                for tid, trajs in own_by.items()}
+    at_state = {}
+    for t in branches:  # continuations grouped by the state they started from: (task, prefix length)
+        at_state.setdefault((t["task"]["id"], t["branched_at"]), []).append(t)
+    pairs = {}
+    for (tid, _), trajs in sorted(at_state.items()):
+        pairs.setdefault(tid, []).extend(build_failure_pairs(trajs, [], min_gap, within_agent=True,
+                                                             keep_successes=True))
+    return pairs
+
+
+def build_target_groups(experts: list, a_by_task: dict, own: list, hard: list, hn_threshold: float = 0.0,
+                        ff_gap: float | None = None, imitate: bool = False, anchor_all: bool = True) -> list:
+    """Step 5: per expert task e*, a group of its pairs of the three kinds: (a) from a_by_task (build_own_pairs),
+    (b) e* vs the hard negatives (failures with reward >= hn_threshold), (c) with ff_gap, the target's better vs
+    worse failure; imitate (RFT): the target's own successes that differ from e*, for the NLL term. anchor_all:
+    every expert gets a group, also with no pair (the NLL anchor replays it)."""
     own_by, hard_by, groups = by_task(own), by_task(hard), []
     for e in experts:
         tid = e["task"]["id"]
-        a = build_eto_pairs(e, own_by.get(tid, []), truncate_turns)
+        a = a_by_task.get(tid, [])
         b = [t for t in hard_by.get(tid, []) if not t["success"] and t["reward"] >= hn_threshold]
         fails = [t for t in own_by.get(tid, []) if not t["success"]]
         c = [] if ff_gap is None else build_failure_pairs(fails, [], ff_gap, within_agent=True)
-        if a or b or c or anchor_all:
-            groups.append({"expert": e, "a": a, "hard": b, "c": c})
+        wins = [t for t in own_by.get(tid, []) if imitate and t["success"] and first_difference(e, t) is not None]
+        if a or b or c or wins or anchor_all:
+            groups.append({"expert": e, "a": a, "hard": b, "c": c, "imitate": wins})
     return groups
 
 
@@ -308,8 +366,8 @@ def to_pool(pairs_or_groups: list):
     if pairs_or_groups and isinstance(pairs_or_groups[0], tuple):
         return pool, [(ix(c), ix(r)) for c, r in pairs_or_groups]
     return pool, [{"expert": ix(g["expert"]), "a": [(ix(c), ix(r)) for c, r in g["a"]],
-                   "hard": [ix(h) for h in g["hard"]], "c": [(ix(c), ix(r)) for c, r in g["c"]]}
-                  for g in pairs_or_groups]
+                   "hard": [ix(h) for h in g["hard"]], "c": [(ix(c), ix(r)) for c, r in g["c"]],
+                   "imitate": [ix(t) for t in g.get("imitate", [])]} for g in pairs_or_groups]
 
 
 def target_pairs(batch: list, device) -> losses.TargetPairs:
@@ -324,7 +382,8 @@ def target_pairs(batch: list, device) -> losses.TargetPairs:
         expert=torch.tensor([g["expert"] for g in batch], device=device),
         own=two_rows([p for g in batch for p in g["a"]]), ff=two_rows([p for g in batch for p in g["c"]]),
         hard=torch.tensor(hard, dtype=torch.long, device=device).view(len(batch), K),
-        hard_mask=torch.tensor(mask, dtype=torch.bool, device=device).view(len(batch), K))
+        hard_mask=torch.tensor(mask, dtype=torch.bool, device=device).view(len(batch), K),
+        imitate=torch.tensor([i for g in batch for i in g["imitate"]], dtype=torch.long, device=device))
 
 
 # -----------------------------------------------------------------------------------------------------------
@@ -345,6 +404,8 @@ def update_target(cfg: Config, policy, renderer, groups: list, coefs: Coefs, ref
     pool, items = to_pool(groups)
     counts = {f"{kind}_pairs": sum(len(g[key]) for g in groups) for kind, key in
               (("own", "a"), ("hard", "hard"), ("ff", "c"))}
+    if any(g.get("imitate") for g in groups):  # RFT: how many of its own successes the NLL term also fits
+        counts["own_successes"] = sum(len(g["imitate"]) for g in groups)
     runs.report_pairs(counts, used={"own_pairs": coefs.dpo > 0, "hard_pairs": coefs.hn > 0, "ff_pairs": coefs.ff > 0})
 
     def loss(batch, pi, ref, n_tokens):
@@ -378,7 +439,8 @@ def preference_update(cfg: Config, policy, renderer, pool: list, items: list, lo
     bar.close()
     policy.zero_grad(set_to_none=True)  # memory: gradients (4 bytes a parameter) are not kept between updates
     policy.eval()
-    return {"items": len(items), "sequences": len(pool), **(counts or {}), **step_means(per_step)}
+    # the means summarise the phase; "steps" keeps every step's figures for the learning curves (plots.py)
+    return {"items": len(items), "sequences": len(pool), **(counts or {}), **step_means(per_step), "steps": per_step}
 
 
 @torch.no_grad()
@@ -414,7 +476,7 @@ def step_means(per_step: list) -> dict:
 def item_positions(item) -> list:
     if isinstance(item, tuple):  # a (chosen, rejected) pair of pool positions
         return list(item)
-    return [item["expert"]] + [i for p in item["a"] + item["c"] for i in p] + item["hard"]
+    return [item["expert"]] + [i for p in item["a"] + item["c"] for i in p] + item["hard"] + item["imitate"]
 
 
 def pool_logps(cfg: Config, policy, renderer, seqs: list, idx: list, with_obs: bool = False):
@@ -472,7 +534,7 @@ def build_renderer(cfg: Config, data: dict):
     """The toy tokenizer is built from the environment's closed lexicon and the expert transcripts. With
     --init-from the checkpoint's own tokenizer and chat format replace it (read without touching the weights)."""
     if cfg.init_from:
-        return loader.load_renderer(cfg.init_from, chat_format=cfg.chat_format or None)
+        return loader.load_renderer(checkpoint_path(cfg.init_from), chat_format=cfg.chat_format or None)
     texts = envs.lexicon(cfg.env) + [m for t in data["experts"] for m in t["messages"]]
     return agent.Renderer(agent.build_tokenizer(texts))
 
@@ -482,7 +544,8 @@ def new_model(cfg: Config, renderer):
     decides every size (the toy flags are ignored). Weights are fp32 either way: they are the master copy that
     AdamW updates, and on cuda the matmuls run in bf16 under autocast (docs/checkpoints.md: memory)."""
     if cfg.init_from:
-        return loader.load_model(cfg.init_from, device=cfg.device, chat_format=cfg.chat_format or None)[0]
+        path = checkpoint_path(cfg.init_from)
+        return loader.load_model(path, device=cfg.device, chat_format=cfg.chat_format or None)[0]
     mcfg = M.ModelConfig(vocab_size=renderer.vocab_size, hidden_size=cfg.hidden_size, num_hidden_layers=cfg.layers,
                          num_attention_heads=cfg.heads, num_key_value_heads=max(1, cfg.heads // 2),
                          intermediate_size=3 * cfg.hidden_size, max_position_embeddings=cfg.context)

@@ -15,11 +15,13 @@ from dataclasses import dataclass
 
 import envs
 
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
 
 @dataclass
 class Config:
     # --- run
-    method: str = "compare"  # sft | nll | eto | coevo | rft... or a comma list such as nll,eto; compare = eto,coevo
+    method: str = "compare"  # sft | nll | rft | eto | coevo, or a comma list such as nll,eto; compare = nll,eto,coevo
     name: str = ""  # run directory under out_dir ("" = made from env, method, preset and seed)
     out_dir: str = "runs"  # where run directories go
     seed: int = 0  # one seed drives tasks, initialisation, sampling and shuffling
@@ -34,8 +36,8 @@ class Config:
     n_expert: int = 1200  # training tasks that carry an expert trajectory (scarce ground truth)
     n_test: int = 500  # tasks in each of test_seen and test_unseen (500: a 95% interval of about +-4 reward)
     eval_on: str = "test"  # test | valid: evaluate on the validation splits (choose settings there, report test)
-    # --- model (toy sizes; ignored with --init-from)
-    init_from: str = ""  # a Hugging Face-layout folder (Llama/Qwen/Mistral family) to start from instead
+    # --- model (sizes of a model from scratch, --init-from ""; a checkpoint brings its own)
+    init_from: str = "base"  # checkpoint to start from: the shipped base, a run's, an open HF one; "" = from scratch
     chat_format: str = ""  # chat format for --init-from ("" = detect from the tokenizer)
     hidden_size: int = 128  # model width
     layers: int = 4  # transformer blocks
@@ -75,6 +77,9 @@ class Config:
     dpo_epochs: int = 1  # passes over the pairs per update
     reference: str = "iteration"  # iteration (each agent at the start of the iteration, ETO) | sft (the SFT model)
     eto_truncate_turns: int = 5  # ETO: a rejected trajectory keeps at most the expert's turns + this many
+    pairs: str = "eto"  # kind (a): eto (expert vs own rollout) | own (own better vs worse) | branch (from own failures)
+    branch_states: int = 2  # --pairs branch: states of each failure to branch from (its first wrong action's on)
+    branch_samples: int = 4  # --pairs branch: continuations sampled from each state at target_temperature
     # --- schedule
     iterations: int = 1  # K: exploration-update rounds after SFT (ETO and the paper: 3; deviation 10)
 
@@ -85,13 +90,13 @@ PRESETS = {
     "paper": dict(dpo_coef=0.5, hn_coef=0.5, sft_coef=0.5, eto_dpo_coef=1.0, eto_sft_coef=0.0,
                   anchor_all_experts=False, iterations=3),
     # a tiny run that exercises every step in seconds and learns nothing (tests use it); 1 thread is faster here
-    "smoke": dict(n_train=24, n_expert=12, n_test=8, explore_tasks=16, hidden_size=32, layers=1, heads=2,
-                  sft_epochs=2, target_samples=1, failure_samples=2, iterations=1, batch_size=4, threads=1),
+    "smoke": dict(n_train=24, n_expert=12, n_test=8, explore_tasks=16, init_from="", hidden_size=32, layers=1,
+                  heads=2, sft_epochs=2, target_samples=1, failure_samples=2, iterations=1, batch_size=4, threads=1),
 }
 PRESET_HELP = {"paper": "the paper's loss weights, ETO as pure DPO, the anchor on paired tasks, K = 3 (about an hour)",
                "smoke": "a tiny run of every step in seconds, for tests (it learns nothing)"}
 METHODS = ("sft", "compare")  # plus any comma list of LOOP_METHODS
-LOOP_METHODS = ("nll", "eto", "coevo")  # nll: ETO's loop with the NLL term alone, the parameter-matched control
+LOOP_METHODS = ("nll", "rft", "eto", "coevo")  # nll: ETO's loop with the NLL term alone, the matched control
 COMMANDS = """commands:
   python coevo.py [flags]                 a run: SFT, then each --method from that SFT checkpoint, and the table
   python coevo.py --seeds 0,1,2,3,4       the same run per seed: mean, spread and paired differences over seeds
@@ -102,14 +107,20 @@ presets (--preset NAME):
 
 
 def method_list(cfg) -> list:
-    """The methods run after SFT, in order: compare = eto, coevo; sft = none; else the comma list."""
-    return {"compare": ["eto", "coevo"], "sft": []}.get(cfg.method, cfg.method.split(","))
+    """The methods run after SFT, in order: compare = nll, eto, coevo (the control first); sft = none; else the
+    comma list."""
+    return {"compare": ["nll", "eto", "coevo"], "sft": []}.get(cfg.method, cfg.method.split(","))
 
 
 def run_stem(cfg) -> str:
     """The default run-directory name before its seed: env, methods and preset, e.g. shop-nll+eto or
     shop-compare-smoke (a preset's run never takes the default run's name)."""
     return f"{cfg.env}-{cfg.method.replace(',', '+')}" + (f"-{cfg.preset}" if cfg.preset else "")
+
+
+def checkpoint_path(path: str) -> str:
+    """--init-from as given, or, if no such folder is here, the project's own (the shipped `base` from anywhere)."""
+    return path if os.path.isdir(path) or not os.path.isdir(os.path.join(ROOT, path)) else os.path.join(ROOT, path)
 
 
 def run_path(cfg) -> str:
@@ -166,14 +177,15 @@ def check_config(cfg: Config) -> None:
         return "--" + name.replace("_", "-")
     need(cfg.method in METHODS or bool(cfg.method) and set(method_list(cfg)) <= set(LOOP_METHODS),
          f"--method {cfg.method!r} is not one of {METHODS} nor a comma list of {LOOP_METHODS}")
-    for name, allowed in (("eval_on", ("test", "valid")), ("env", envs.ENV_NAMES),
+    for name, allowed in (("eval_on", ("test", "valid")), ("env", envs.ENV_NAMES), ("pairs", ("eto", "own", "branch")),
                           ("failure_agent", ("coevo", "frozen", "positive")), ("reference", ("iteration", "sft"))):
         need(getattr(cfg, name) in allowed, f"{flag(name)} {getattr(cfg, name)!r} is not one of {', '.join(allowed)}")
     need(cfg.preset in ("", *PRESETS), f"--preset {cfg.preset!r} is not one of {', '.join(sorted(PRESETS))}")
     for name, low in (("n_train", 1), ("n_test", 1), ("sft_epochs", 1), ("batch_size", 1), ("dpo_epochs", 1),
                       ("iterations", 1), ("hidden_size", 1), ("layers", 1), ("heads", 1), ("context", 16),
                       ("explore_tasks", 0), ("target_samples", 0), ("failure_samples", 0),
-                      ("eto_truncate_turns", 0), ("threads", 0), ("seed", 0)):
+                      ("eto_truncate_turns", 0), ("threads", 0), ("seed", 0), ("branch_states", 1),
+                      ("branch_samples", 1)):
         need(getattr(cfg, name) >= low, f"{flag(name)} {getattr(cfg, name)} must be at least {low}")
     need(0 < cfg.n_expert <= max(cfg.n_train, 1), f"--n-expert {cfg.n_expert} must be in 1..{cfg.n_train} (--n-train)")
     for name in ("target_temperature", "failure_temperature"):
@@ -189,13 +201,16 @@ def check_config(cfg: Config) -> None:
     need(not (cfg.ff_coef > 0 and cfg.target_samples < 1),  # one greedy rollout per task: at most one failure
          f"--ff-coef {cfg.ff_coef} needs --target-samples >= 1 (failure-vs-failure pairs are two of the target's "
          "failures on one task; its greedy rollout alone gives at most one)")
+    need(cfg.pairs != "own" or cfg.target_samples >= 1, "--pairs own needs --target-samples >= 1 (pairs of the "
+         "target's own rollouts of one task: its greedy rollout alone is one)")
     need(cfg.failure_samples >= 1 or "coevo" not in method_list(cfg),
          "--failure-samples must be at least 1 for co-evolution")
     need(not cfg.seeds or all(s.strip().isdigit() for s in cfg.seeds.split(",")),
          f"--seeds {cfg.seeds!r} must be a comma list of whole numbers >= 0, e.g. 0,1,2,3,4")
     if cfg.init_from:
-        need(os.path.isdir(cfg.init_from), f"--init-from {cfg.init_from!r} is not a directory")
-        need(not os.path.isdir(cfg.init_from) or os.path.isfile(os.path.join(cfg.init_from, "config.json")),
+        folder = checkpoint_path(cfg.init_from)
+        need(os.path.isdir(folder), f"--init-from {cfg.init_from!r} is not a directory (\"\" starts from scratch)")
+        need(not os.path.isdir(folder) or os.path.isfile(os.path.join(folder, "config.json")),
              f"--init-from {cfg.init_from!r} has no config.json: it must be a Hugging Face-layout model folder "
              "(config.json, model.safetensors, tokenizer.json)")
     if problems:

@@ -158,6 +158,7 @@ class TargetPairs(NamedTuple):
     hard: torch.Tensor  # (B, K) kind (b): each expert's hard negatives, padded
     hard_mask: torch.Tensor  # (B, K) True = a real hard negative
     ff: torch.Tensor  # (2, C) kind (c): better failure, worse failure
+    imitate: torch.Tensor  # (M,) more trajectories for the NLL term beside the experts (RFT: own successes)
 
 
 def pair_stats(kind: str, chosen_rewards, rejected_rewards) -> dict:
@@ -183,20 +184,24 @@ def failure_loss(pi, ref, n_tokens, pairs, beta, nll_coef=0.0):
 def target_loss(pi, ref, n_tokens, pairs: TargetPairs, coefs: Coefs, beta, listwise=False):
     """Step 6, the target: L = dpo * DPO(a) + hn * HN(b) + nll * NLL(e*) + ff * DPO(c), each term the mean over the
     batch's pairs of its kind (a kind with no pair here adds 0). HN is `hard_negative_loss` (or, listwise, the
-    S-DPO softmax) of e* against its hard negatives. pi, ref, n_tokens (P,) as in failure_loss."""
+    S-DPO softmax) of e* against its hard negatives; NLL covers pairs.imitate too (RFT). pi, ref, n_tokens (P,) as in
+    failure_loss."""
     e, (ac, ar), (cc, cr), hard, mask = pairs.expert, pairs.own, pairs.ff, pairs.hard, pairs.hard_mask
     hn_loss = listwise_hard_negative_loss if listwise else hard_negative_loss
     zero = pi.sum() * 0  # what a kind with no pair in this batch adds: 0, still part of the graph
     l_a, a_chosen, a_rejected = dpo_loss(pi[ac], pi[ar], ref[ac], ref[ar], beta)  # (a) e* vs own failure
     l_b, b_chosen, b_rejected = hn_loss(pi[e], pi[hard], ref[e], ref[hard], mask, beta)  # (b) e* vs hard negatives
     l_c, c_chosen, c_rejected = dpo_loss(pi[cc], pi[cr], ref[cc], ref[cr], beta)  # (c) better vs worse failure
-    l_nll = nll_loss(pi[e], n_tokens[e])  # the anchor: the expert's own likelihood, which DPO alone lets fall
+    anchor = torch.cat([e, pairs.imitate])  # the experts, and (RFT) the target's own successes
+    l_nll = nll_loss(pi[anchor], n_tokens[anchor])  # the anchor: the expert's likelihood, which DPO alone lets fall
     has_b = mask.any(1)  # rows with at least one hard negative
 
     def mean(x):
         return x.mean() if x.numel() else zero
     loss = coefs.dpo * mean(l_a) + coefs.hn * mean(l_b[has_b]) + coefs.nll * mean(l_nll) + coefs.ff * mean(l_c)
     b_chosen = b_chosen[has_b].unsqueeze(1).expand_as(b_rejected[has_b])[mask[has_b]]  # e*'s reward, per negative
-    return loss, {"loss": loss.item(), "nll": mean(l_nll).item(), **pair_stats("own", a_chosen, a_rejected),
+    terms = {f"{kind}_loss": mean(x).item() for kind, x in (("own", l_a), ("hard", l_b[has_b]), ("ff", l_c))
+             if x.numel()}  # each term before its weight
+    return loss, {"loss": loss.item(), "nll": mean(l_nll).item(), **terms, **pair_stats("own", a_chosen, a_rejected),
                   **pair_stats("hard", b_chosen, b_rejected[has_b][mask[has_b]]),
                   **pair_stats("ff", c_chosen, c_rejected)}

@@ -269,7 +269,7 @@ def sweep(cfg, main) -> None:
         print(f"| {m} | " + " | ".join(over_seeds(c) for c in zip(*rows)) + " |")
     # what the preference pairs add beyond the same updates' imitation; what the hard negatives add beyond ETO
     for base, label in (("sft", "SFT"), ("nll", "the nll control"), ("eto", "ETO")):
-        gaps = {m: rows for m, rows in paired_gaps(results, base).items() if base == "sft" or m != "nll"} if (
+        gaps = {m: rows for m, rows in paired_gaps(results, base).items() if base != "eto" or m == "coevo"} if (
             base in results) else {}
         if gaps:
             print(f"\nminus {label} on the same seed (the seed's tasks and initialisation cancel): mean ± std [95% "
@@ -332,7 +332,7 @@ def results_table(evals: dict) -> str:
             (s * c for c in mean_ci(per_task(ev, split, metric))) for split, metric, s in METRICS)) + " |")
     for base in ("sft", "nll", "eto"):  # eto: co-evolution minus ETO, the paper's comparison
         for m, ev in evals.items():
-            if m not in ("sft", base) and base in evals and (base == "sft" or m != "nll"):
+            if m not in ("sft", base) and base in evals and (base != "eto" or m == "coevo"):
                 cells = []
                 for split, metric, scale in METRICS:  # success in % points, like its column
                     pairs = zip(per_task(ev, split, metric), per_task(evals[base], split, metric))

@@ -13,6 +13,7 @@ import torch
 
 import coevo
 import config
+import diagnostics
 import envs
 import loader
 import losses
@@ -46,13 +47,12 @@ def test_eto_pairs_drop_ties_flip_and_truncate():
 def test_a_rejected_trajectory_leaves_the_experts_path_at_its_first_different_action():
     # the diagnostics (bench.py --margins) find where a failure first departs from the expert: before that point
     # the two share a prefix, whose log-probs cancel in DPO's margin; after it lies the failure's tail
-    bench = pytest.importorskip("bench")
     expert = traj("t", 1.0, actions=("search[x]", "click[a1]", "click[red]", "click[buy now]"))
     near_miss = traj("t", 0.75, actions=("search[x]", "click[a1]", "click[blue]", "click[buy now]"))
-    assert bench.first_difference(expert, near_miss) == 5 and near_miss["messages"][5] == "click[blue]"
+    assert coevo.first_difference(expert, near_miss) == 5 and near_miss["messages"][5] == "click[blue]"
     longer = traj("t", 0.0, actions=("search[x]", "click[a1]", "click[red]", "click[buy now]", "click[back]"))
-    assert longer["messages"][bench.first_difference(expert, longer)] == "click[back]"  # acting past the end
-    assert bench.first_difference(expert, traj("t", 0.0, actions=("search[x]",))) is None  # never differs
+    assert longer["messages"][coevo.first_difference(expert, longer)] == "click[back]"  # acting past the end
+    assert coevo.first_difference(expert, traj("t", 0.0, actions=("search[x]",))) is None  # never differs
 
 
 def test_failure_pairs_gap_successes_and_tasks():
@@ -76,11 +76,12 @@ def test_target_groups_kinds():
     expert = dict(traj("u", 1.0, ("x",)), agent="expert")
     own = [traj("u", 0.3, ("a",)), traj("u", 0.7, ("b",))]
     hard = [traj("u", 0.9, ("c",)), traj("u", 0.4, ("d",)), traj("u", 1.0, ("e",))]
-    (g,) = coevo.build_target_groups([expert], own, hard, truncate_turns=5, hn_threshold=0.6, ff_gap=0.1)
+    eto = coevo.build_own_pairs("eto", [expert], own, [], truncate_turns=5, min_gap=0.1)
+    (g,) = coevo.build_target_groups([expert], eto, own, hard, hn_threshold=0.6, ff_gap=0.1)
     assert [r["reward"] for _, r in g["a"]] == [0.3, 0.7]
     assert [h["reward"] for h in g["hard"]] == [0.9]            # below threshold and the success are dropped
     assert [(c["reward"], r["reward"]) for c, r in g["c"]] == [(0.7, 0.3)]
-    (g,) = coevo.build_target_groups([expert], own, [], truncate_turns=5)
+    (g,) = coevo.build_target_groups([expert], eto, own, [])
     assert g["hard"] == [] and g["c"] == []                     # ETO: no hard negatives, no (c): pairs (a) only
     # the method decides only the loss weights: ETO is co-evolution's loss less HN, nll the anchor alone
     cfg = coevo.Config()
@@ -89,14 +90,60 @@ def test_target_groups_kinds():
 
 
 
+def test_own_pairs_rank_the_agents_own_rollouts_without_an_expert():
+    # --pairs own (Iterative RPO): several rollouts of one task, the higher reward chosen, successes included, no e*
+    expert = dict(traj("u", 1.0, ("x", "y")), agent="expert")
+    own = [traj("u", 1.0, ("x", "z")), traj("u", 0.4, ("a",)), traj("u", 0.45, ("b",)), traj("v", 0.2, ("c",))]
+    pairs = coevo.build_own_pairs("own", [expert], own, [], truncate_turns=5, min_gap=0.1)
+    assert sorted((c["reward"], r["reward"]) for c, r in pairs["u"]) == [(1.0, 0.4), (1.0, 0.45)]  # 0.45 vs 0.4: a tie
+    assert all(expert not in pair for pairs_ in pairs.values() for pair in pairs_) and pairs["v"] == []
+
+
+def test_branch_pairs_share_the_state_they_branched_from():
+    # --pairs branch: continuations of one failure from one of its states are paired only with each other, so every
+    # pair shares its prefix (the step credit lands on what differs after it)
+    mk = lambda reward, actions, at: dict(traj("u", reward, actions), branched_at=at)
+    branches = [mk(0.2, ("s", "bad", "buy"), 1), mk(1.0, ("s", "good", "buy"), 1), mk(0.5, ("s", "bad", "fix"), 2),
+                mk(0.2, ("s", "bad", "buy"), 2)]
+    pairs = coevo.build_own_pairs("branch", [], [], branches, truncate_turns=5, min_gap=0.1)
+    assert [(c["reward"], r["reward"], c["branched_at"]) for c, r in pairs["u"]] == [(1.0, 0.2, 1), (0.5, 0.2, 2)]
+    assert all(c["messages"][:2 * c["branched_at"] + 1] == r["messages"][:2 * r["branched_at"] + 1]
+               for c, r in pairs["u"])
+
+
+def test_branch_starts_at_the_first_wrong_action_and_the_states_after_it(tmp_path, monkeypatch):
+    # the first state branched from is the one where the failure left the expert's path (the state before its
+    # first wrong action), then the next branch_states - 1; a success is never branched from
+    expert = dict(traj("u", 1.0, ("search", "click", "buy")), agent="expert")
+    failed = traj("u", 0.3, ("search", "wrong", "back", "buy"))
+    calls = []
+    monkeypatch.setattr(coevo.agent, "rollout", lambda model, renderer, env, tasks, prefixes, **kw: calls.append(
+        prefixes) or [traj("u", 0.0, ("z",)) for _ in tasks])
+    cfg = coevo.Config(branch_states=2, branch_samples=3)
+    out, stats = coevo.branch(cfg, None, None, [failed, traj("w", 1.0)], [expert, expert], seed=0)
+    assert calls == [[["search"]] * 3 + [["search", "wrong"]] * 3]
+    assert sorted(t["branched_at"] for t in out) == [1, 1, 1, 1, 2, 2, 2, 2] and stats["states"] == 2
+    assert [t["branched_at"] for t in out if t is not None and t["messages"] == failed["messages"]] == [1, 2]
+
+
+def test_rft_imitates_its_own_successes_that_differ_from_the_expert():
+    expert = dict(traj("u", 1.0, ("x", "y")), agent="expert")
+    own = [traj("u", 1.0, ("x", "y")), traj("u", 1.0, ("x", "z")), traj("u", 0.3, ("a",))]
+    (g,) = coevo.build_target_groups([expert], {}, own, [], imitate=True)
+    assert [t["messages"][1::2] for t in g["imitate"]] == [["x", "z"]]  # the copy of e* would only double its weight
+    (g,) = coevo.build_target_groups([expert], {}, own, [], imitate=False)
+    assert g["imitate"] == []
+
+
 def test_anchor_all_experts_keeps_experts_the_target_already_solves():
     # the paper's NLL anchor sees only the experts of tasks that gave a pair: the target's failures, a skewed
     # subset of what SFT fit; --anchor-all-experts (the default) replays every expert, the solved tasks' with no pair
     solved, failed = dict(traj("s", 1.0, ("x",)), agent="expert"), dict(traj("f", 1.0, ("y",)), agent="expert")
     own = [traj("s", 1.0, ("x",)), traj("f", 0.4, ("z",))]
-    paired = coevo.build_target_groups([solved, failed], own, [], truncate_turns=5, anchor_all=False)
+    eto = coevo.build_own_pairs("eto", [solved, failed], own, [], truncate_turns=5, min_gap=0.1)
+    paired = coevo.build_target_groups([solved, failed], eto, own, [], anchor_all=False)
     assert [g["expert"]["task"]["id"] for g in paired] == ["f"]
-    everyone = coevo.build_target_groups([solved, failed], own, [], truncate_turns=5, anchor_all=True)
+    everyone = coevo.build_target_groups([solved, failed], eto, own, [], anchor_all=True)
     assert [g["expert"]["task"]["id"] for g in everyone] == ["s", "f"]
     assert everyone[0]["a"] == everyone[0]["hard"] == everyone[0]["c"] == [] and len(everyone[1]["a"]) == 1
 
@@ -112,7 +159,7 @@ def test_target_update_moves_policy_not_reference_and_its_margin_is_the_dpo_loss
     fail = envs.replay(e["task"], ["search[nothing]"] * 2)
     groups = [{"expert": e, "a": [(e, fail)], "hard": [], "c": []}]
     pool, items = coevo.to_pool(groups)
-    assert items == [{"expert": 0, "a": [(0, 1)], "hard": [], "c": []}]  # the expert is pooled once, by position
+    assert items == [{"expert": 0, "a": [(0, 1)], "hard": [], "c": [], "imitate": []}]  # the expert pooled once
     seqs = [renderer.render(t["messages"]) for t in pool]
     loader.save_checkpoint(str(tmp_path / "ref"), policy, renderer)
     ref_before = coevo.reference_logps(cfg, policy, renderer, seqs)
@@ -125,15 +172,14 @@ def test_target_update_moves_policy_not_reference_and_its_margin_is_the_dpo_loss
     assert torch.equal(coevo.reference_logps(cfg, ref_model, renderer, seqs), ref_before)
     # bench.py --margins reads the same thing on any pairs: the implicit-reward margin, whose -log sigmoid is the
     # pair's DPO loss; the reference against itself has margin 0, and a swapped pair the opposite margin
-    bench = pytest.importorskip("bench")
     pairs = [(e, fail), (fail, e)]
-    ref_pairs = bench.pair_logps(cfg, ref_model, renderer, pairs)
-    margin, chosen, rejected = bench.pair_margins(cfg.beta, bench.pair_logps(cfg, policy, renderer, pairs), ref_pairs)
+    ref_pairs = diagnostics.pair_logps(cfg, ref_model, renderer, pairs)
+    margin, chosen, rejected = diagnostics.pair_margins(cfg.beta, diagnostics.pair_logps(cfg, policy, renderer, pairs), ref_pairs)
     loss, _, _ = losses.dpo_loss(after[:1], after[1:], ref_before[:1], ref_before[1:], cfg.beta)
     assert margin[0] > 0 and margin[1].item() == pytest.approx(-margin[0].item(), rel=1e-6)
     assert chosen[0].item() == pytest.approx(rejected[1].item(), rel=1e-6)
     assert torch.nn.functional.softplus(-margin[0]).item() == pytest.approx(loss.item(), rel=1e-4)
-    assert torch.equal(bench.pair_margins(cfg.beta, ref_pairs, ref_pairs)[0], torch.zeros(2, dtype=torch.float64))
+    assert torch.equal(diagnostics.pair_margins(cfg.beta, ref_pairs, ref_pairs)[0], torch.zeros(2, dtype=torch.float64))
 
 
 def test_expert_nll_is_the_pooled_action_token_nll_and_sft_lowers_it(tmp_path):

@@ -61,9 +61,8 @@ def test_two_coevolution_iterations_from_an_open_checkpoint(tmp_path, monkeypatc
     # smoke sizes; hidden_size/layers/heads are set to nonsense on purpose: --init-from must ignore them.
     # sql: its expert transcripts fit the fixtures' 256-token context
     cfg = coevo.Config(**{**config.PRESETS["smoke"], "hidden_size": 8, "layers": 9, "heads": 1, "iterations": 2,
-                          "sft_epochs": 3, "sft_lr": 1e-3, "n_test": 4},
-                       preset="smoke", env="sql", method="coevo", init_from=str(FIXTURES / name), out_dir=str(tmp_path),
-                       name="run")
+                          "sft_epochs": 3, "sft_lr": 1e-3, "n_test": 4, "init_from": str(FIXTURES / name)},
+                       preset="smoke", env="sql", method="coevo", out_dir=str(tmp_path), name="run")
     coevo.main(cfg)
     run = tmp_path / "run"
     records = [json.loads(line) for line in open(run / "metrics.jsonl")]

@@ -14,7 +14,8 @@ import math
 import pytest
 import torch
 
-from losses import dpo_loss, failure_loss, hard_negative_loss, listwise_hard_negative_loss, nll_loss
+from losses import (Coefs, TargetPairs, dpo_loss, failure_loss, hard_negative_loss, listwise_hard_negative_loss,
+                    nll_loss, target_loss)
 
 HARD_NEGATIVE_LOSSES = (hard_negative_loss, listwise_hard_negative_loss)
 
@@ -276,3 +277,19 @@ def test_failure_sft_coef_adds_a_pull_on_the_chosen_failure_only():
     assert torch.allclose(g0, torch.tensor([-0.05, 0.05]))
     assert torch.allclose(g1 - g0, torch.tensor([-0.5, 0.0]))      # d(-logp / 2) / dlogp for the chosen only
     assert s1["nll"] == pytest.approx(2.0) and s1["loss"] == pytest.approx(s0["loss"] + 2.0)
+
+
+def test_target_loss_weighs_each_kind_and_its_nll_also_covers_rfts_successes():
+    # pool: e* (0), an own failure (1), a hard negative (2), an own success the NLL also fits under RFT (3)
+    pi = torch.tensor([-2.0, -4.0, -6.0, -8.0], requires_grad=True)
+    n_tokens = torch.tensor([2.0, 2.0, 2.0, 4.0])
+    pairs = TargetPairs(expert=torch.tensor([0]), own=torch.tensor([[0], [1]]), hard=torch.tensor([[2]]),
+                        hard_mask=torch.tensor([[True]]), ff=torch.zeros(2, 0, dtype=torch.long),
+                        imitate=torch.tensor([3]))
+    loss, stats = target_loss(pi, pi.detach(), n_tokens, pairs, Coefs(dpo=0.0, hn=0.0, nll=1.0, ff=0.0), beta=0.1)
+    assert loss.item() == pytest.approx((2.0 / 2 + 8.0 / 4) / 2)           # the mean of two per-token NLLs
+    loss.backward()
+    assert pi.grad.tolist() == pytest.approx([-0.25, 0.0, 0.0, -0.125])   # pairs weigh 0: only e* and the success
+    # at policy = reference every DPO term is log 2, whatever the kind: the weights alone set the loss
+    loss, stats = target_loss(pi, pi.detach(), n_tokens, pairs, Coefs(dpo=1.0, hn=2.0, nll=0.0, ff=5.0), beta=0.1)
+    assert loss.item() == pytest.approx(3 * math.log(2)) and "ff_acc" not in stats and stats["hard_acc"] == 0.0

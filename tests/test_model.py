@@ -117,6 +117,36 @@ def test_batched_rollouts_equal_one_episode_at_a_time(renderer):
         assert b["ids"][-1] == renderer.action_end_id and len(b["ids"]) == len(b["mask"])
 
 
+def test_a_rollout_from_a_given_start_continues_as_if_the_model_had_played_it(renderer):
+    # branching (--pairs branch): an episode replays a prefix of actions, then the model continues from that state.
+    # Its own greedy start fed at once must lead where feeding it turn by turn led: the same trajectory after it.
+    # a model half-trained on the oracle writes words (spelled as the renderer spells them) and still makes mistakes
+    model, tasks = tiny(renderer.vocab_size).train(), [t for t in make_tasks(40, seed=3) if len(t["words"]) >= 3]
+    ids, mask = agent.collate([renderer.render(oracle(t)) for t in make_tasks(8, seed=1)], renderer.pad_id)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(40):
+        logps, n_tokens = agent.sequence_logps(model, ids, mask)
+        opt.zero_grad(), (-(logps / n_tokens).mean()).backward(), opt.step()
+    model.eval()
+    whole = agent.rollout(model, renderer, EchoEnv, tasks, max_action_tokens=5)
+    kept = [(t, w) for t, w in zip(tasks, whole) if (w["ids"], w["mask"]) == renderer.render(w["messages"])]
+    tasks, whole = [t for t, _ in kept], [w for _, w in kept]
+    assert len(tasks) >= 4 and len({w["reward"] for w in whole}) > 1   # canonical episodes, not all alike
+    starts = [t["messages"][1:4:2] for t in whole]                      # its first two actions
+    branched = agent.rollout(model, renderer, EchoEnv, tasks, max_action_tokens=5, prefixes=starts)
+    for w, b in zip(whole, branched):
+        assert b["messages"] == w["messages"] and b["reward"] == w["reward"] and b["ids"] == w["ids"]
+        assert len(b["action_logps"]) == len(w["action_logps"]) - 2     # the prefix was played, not sampled
+        assert b["mask"] == w["mask"]                                   # prefix actions are marked as actions
+    # another start (the oracle's first word) is followed by the model's own actions from there
+    oracle_start = [[t["words"][0]] for t in tasks]
+    after = agent.rollout(model, renderer, EchoEnv, tasks, max_action_tokens=5, prefixes=oracle_start)
+    assert all(a["messages"][1] == t["words"][0] and a["messages"][2] == "ok ." for a, t in zip(after, tasks))
+    # a start that already ends the episode comes back finished, with nothing sampled
+    done = agent.rollout(model, renderer, EchoEnv, tasks[:1], prefixes=[tasks[0]["words"]])[0]
+    assert done["reward"] == 1.0 and done["action_logps"] == [] and len(done["messages"]) == 2 * len(tasks[0]["words"]) + 1
+
+
 def test_sampled_logps_match_recomputed_logps_and_seed_replays(renderer):
     model, tasks = tiny(renderer.vocab_size), make_tasks(6)
     model.train()  # rollout must switch to eval and back
