@@ -1,12 +1,14 @@
-"""plots.py: figures of a finished (or partial) run, from its metrics.jsonl alone.
+"""plots.py: figures for a slide, from finished (or partial) runs.
 
-    python coevo.py plot RUN_DIR [--out DIR]     # writes four PNGs (default: RUN_DIR/plots)
+    python coevo.py plot RUN_DIR [RUN_DIR ...] [--out DIR]     # PNGs into DIR (default: the first RUN_DIR/plots)
 
-1. reward.png      reward x100 after each iteration, per method and split, with the 95% interval over tasks
-2. failures.png    reward histogram of the failures the target explored vs the failure agent's hard negatives, per
-                   iteration, the hard-negative band [0.6, 1) shaded: the paper's claim 2 is that the right bars are taller
-3. mix.png         trajectory mix per iteration (success / failure below 0.6 / hard negative), as the paper's table
-4. preferences.png DPO accuracy and margin per pair kind and iteration (own failures, hard negatives, failure pairs)
+1. differences.png  each method minus SFT and minus the nll control, reward on seen and unseen tasks, with 95%
+                    intervals and a zero line: over seeds when several runs (seeds) are given, paired seed by seed;
+                    over the test tasks of the one run otherwise (paired task by task)
+2. curves.png       learning curves of the first run's updates over their optimizer steps: each loss term, and per
+                    pair kind the DPO margin and accuracy (each measured on its batch just before that step)
+3. mix.png          what each agent's rollouts are: success, failure below 0.6, hard negative >= 0.6 (the paper's table)
+4. failures.png     the rewards of the failures each agent made, the near-miss band [0.6, 1) shaded
 
 matplotlib is optional (only this module needs it); without it the command says how to install it.
 """
@@ -14,8 +16,12 @@ import json
 import os
 import sys
 
+import runs
+
 HARD_BAND = (0.6, 1.0)  # the paper's analysis threshold for a hard negative: a failure with reward >= 0.6
-COLORS = {"sft": "#7f7f7f", "eto": "#1f77b4", "coevo": "#d62728"}
+COLORS = {"sft": "#7f7f7f", "nll": "#9467bd", "rft": "#8c564b", "eto": "#1f77b4", "coevo": "#d62728"}
+KINDS = {"own": "expert vs own failure", "hard": "expert vs hard negative", "ff": "better vs worse failure",
+         "failure": "failure agent's pairs"}
 
 
 def read_metrics(run_dir: str) -> list:
@@ -26,74 +32,104 @@ def read_metrics(run_dir: str) -> list:
 
 
 def by_phase(records: list) -> dict:
-    """{(method, iteration, step): last record of that phase}; SFT's evaluation counts as iteration 0 of every method."""
-    out = {}
-    for r in records:
-        parts = r["phase"].split("/")
-        if parts[0] == "sft":
-            out[("sft", 0, parts[1])] = r
-        elif len(parts) == 3:
-            out[(parts[0], int(parts[1]), parts[2])] = r
+    """{phase name: its last record}."""
+    return {r["phase"]: r for r in records}
+
+
+def order(methods) -> list:
+    return sorted(methods, key=lambda m: list(COLORS).index(m) if m in COLORS else 99)
+
+
+# -----------------------------------------------------------------------------------------------------------
+# 1. The comparison: paired differences with their intervals
+def differences(run_dirs: list) -> list:
+    """[(label, split, mean, half-width)] of each method minus SFT and minus nll (reward x100): over seeds (one run
+    per seed) when several runs are given, else over the one run's test tasks."""
+    evals = [runs.final_evaluations(d) for d in run_dirs]
+    methods = order(set.intersection(*(set(e) for e in evals)) - {"sft"})
+    out = []
+    for base in ("sft", "nll"):
+        for m in [m for m in methods if m != base and base in evals[0]]:
+            for split in ("test_seen", "test_unseen"):
+                per = [[a - b for a, b in zip(runs.per_task(e[m], split, "reward"), runs.per_task(e[base], split,
+                                                                                               "reward"))]
+                       for e in evals]
+                xs = per[0] if len(per) == 1 else [sum(p) / len(p) for p in per]  # tasks, or one mean per seed
+                out.append((f"{m} - {base}", split, *runs.mean_ci(xs)))
     return out
 
 
-def methods_in(phases: dict) -> list:
-    return sorted({m for m, _, _ in phases if m != "sft"}, key=lambda m: list(COLORS).index(m) if m in COLORS else 9)
-
-
-def iterations_of(phases: dict, method: str, step: str) -> list:
-    return sorted(k for m, k, s in phases if m == method and s == step)
-
-
-def plot_reward(plt, phases: dict, path: str) -> None:
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
-    splits = ("test_seen", "test_unseen")
-    for ax, split in zip(axes, splits):
-        for method in methods_in(phases) or ["sft"]:
-            ks = ([0] if ("sft", 0, "7_evaluate") in phases else []) + iterations_of(phases, method, "7_evaluate")
-            evs = [phases[("sft", 0, "7_evaluate")] if k == 0 else phases[(method, k, "7_evaluate")] for k in ks]
-            ys = [e[split]["reward"] for e in evs]
-            errs = [e[split].get("reward_ci", 0) for e in evs]
-            ax.errorbar(ks, ys, yerr=errs, marker="o", capsize=3, label=method, color=COLORS.get(method))
+def plot_differences(plt, run_dirs: list, path: str) -> None:
+    rows = differences(run_dirs)
+    if not rows:
+        return
+    labels = list(dict.fromkeys(label for label, *_ in rows))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 0.55 * len(labels) + 1.8), sharey=True)
+    for ax, split in zip(axes, ("test_seen", "test_unseen")):
+        for y, label in enumerate(labels):
+            _, _, mean, half = next(r for r in rows if r[0] == label and r[1] == split)
+            color = COLORS.get(label.split(" - ")[0])
+            ax.errorbar(mean, y, xerr=[[half], [half]] if half == half else None, fmt="o", color=color, capsize=4)
+        ax.axvline(0, color="black", linewidth=1)
         ax.set_title({"test_seen": "seen tasks", "test_unseen": "unseen tasks"}[split])
-        ax.set_xlabel("iteration (0 = SFT)")
-        ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("average reward x100 (greedy), 95% interval")
-    axes[0].legend()
+        ax.set_xlabel("difference in average reward x100, 95% interval")
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(range(len(labels)), labels)
+    axes[0].invert_yaxis()
+    over = f"over {len(run_dirs)} seeds, paired seed by seed" if len(run_dirs) > 1 else \
+        "one run, paired task by task"
+    fig.suptitle(f"Each method minus SFT and minus the nll control ({over}): an interval across 0 is no "
+                 "measurable difference", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def plot_failures(plt, phases: dict, path: str) -> None:
-    ks = iterations_of(phases, "coevo", "1_explore_target")
-    if not ks:  # an ETO-only run: the target's own failures alone
-        ks = iterations_of(phases, "eto", "1_explore_target")
-    fig, axes = plt.subplots(1, max(1, len(ks)), figsize=(4.2 * max(1, len(ks)), 3.6), squeeze=False)
-    edges = [i / 10 for i in range(10)]
-    for ax, k in zip(axes[0], ks):
-        method = "coevo" if ("coevo", k, "1_explore_target") in phases else "eto"
-        sources = [("target's failures", phases.get((method, k, "1_explore_target")), "#1f77b4")]
-        hard = phases.get((method, k, "4_hard_negatives")) or phases.get((method, k, "1_explore_failure"))
-        if hard:
-            sources.append(("failure agent's failures", hard, "#d62728"))
-        for i, (label, rec, color) in enumerate(sources):
-            counts = rec.get("failure_histogram") or [0] * 10
-            total = max(1, sum(counts))
-            ax.bar([e + 0.02 + 0.04 * i for e in edges], [c / total for c in counts], width=0.04, align="edge",
-                   color=color, label=f"{label} (n={sum(counts)})")
-        ax.axvspan(*HARD_BAND, color="#ffbf00", alpha=0.15, label="hard negative band", zorder=0)
-        ax.set_title(f"{method} iteration {k}")
-        ax.set_xlabel("reward of a failed trajectory")
-        ax.set_xlim(0, 1)
-    axes[0][0].set_ylabel("share of the failures")
-    axes[0][0].legend(fontsize=7)
+# -----------------------------------------------------------------------------------------------------------
+# 2. Learning curves of the updates
+def update_phases(phases: dict) -> list:
+    """The update phases of the first iteration that kept per-step figures, the failure agent's last."""
+    names = [p for p, r in phases.items() if p.endswith(("6_update_target", "3_update_failure")) and r.get("steps")
+             and p.split("/")[1] == "1"]
+    return sorted(names, key=lambda p: (p.endswith("3_update_failure"), order([p.split("/")[0]])))
+
+
+def plot_curves(plt, phases: dict, path: str) -> None:
+    names = update_phases(phases)
+    if not names:
+        return
+    fig, axes = plt.subplots(len(names), 3, figsize=(12, 2.6 * len(names) + 0.6), squeeze=False)
+    for row, name in zip(axes, names):
+        steps = phases[name]["steps"]
+        x = range(1, len(steps) + 1)
+        terms = [("nll", "NLL of the experts")] + [(f"{k}_loss", f"DPO: {v}") for k, v in KINDS.items()]
+        for key, label in terms + [("loss", "the weighted sum (what is minimised)")]:
+            if any(key in s for s in steps):
+                row[0].plot(x, [s.get(key, float("nan")) for s in steps], label=label,
+                            linestyle="--" if key == "loss" else "-")
+        for kind, label in KINDS.items():
+            if any(f"{kind}_margin" in s for s in steps):
+                row[1].plot(x, [s.get(f"{kind}_margin", float("nan")) for s in steps], label=label)
+                row[2].plot(x, [s.get(f"{kind}_acc", float("nan")) for s in steps], label=label)
+        row[0].set_ylabel(name.replace("/1/", " ").replace("_", " "), fontsize=9)
+        for ax, title in zip(row, ("loss terms, unweighted", "DPO margin (implicit-reward gap)",
+                                   "DPO accuracy (chosen above rejected)")):
+            ax.set_title(title, fontsize=9)
+            ax.grid(alpha=0.3)
+            if ax.lines:
+                ax.legend(fontsize=7)
+        row[2].set_ylim(-0.05, 1.05)
+    for ax in axes[-1]:
+        ax.set_xlabel("optimizer step")
+    fig.suptitle("Learning curves of iteration 1's updates, step by step (each figure on its batch, before the step)",
+                 fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
+# -----------------------------------------------------------------------------------------------------------
+# 3. and 4. What the agents' rollouts are
 def trajectory_mix(rec: dict) -> tuple:
     """(success, failure below 0.6, hard negative) shares of all the trajectories an exploration produced."""
     s = rec.get("success_rate") or 0.0
@@ -101,80 +137,100 @@ def trajectory_mix(rec: dict) -> tuple:
     return s, 1 - s - h, h
 
 
+def explorations(phases: dict) -> list:
+    """[(label, record)] of iteration 1's explorations: the target's; the failure agent's before and after its
+    update."""
+    method = next((m for m in ("coevo", "eto", "rft", "nll") if f"{m}/1/1_explore_target" in phases), None)
+    found = [("target (greedy)", phases.get(f"{method}/1/1_explore_target")),
+             ("failure agent, before its update", phases.get(f"{method}/1/1_explore_failure")),
+             ("failure agent, after (hard negatives)", phases.get(f"{method}/1/4_hard_negatives"))]
+    return [(label, rec) for label, rec in found if rec]
+
+
 def plot_mix(plt, phases: dict, path: str) -> None:
-    bars = []  # (label, record)
-    for method in methods_in(phases):
-        for k in iterations_of(phases, method, "1_explore_target"):
-            bars.append((f"{method} {k}\ntarget", phases[(method, k, "1_explore_target")]))
-            hard = phases.get((method, k, "4_hard_negatives")) or phases.get((method, k, "1_explore_failure"))
-            if hard:
-                bars.append((f"{method} {k}\nfailure agent", hard))
-    fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(bars)), 3.8))
-    bottoms = [0.0] * len(bars)
-    for j, (label, color) in enumerate((("success", "#2ca02c"), ("failure < 0.6", "#9e9e9e"), ("hard negative >= 0.6", "#ffbf00"))):
-        heights = [100 * trajectory_mix(rec)[j] for _, rec in bars]
-        ax.bar(range(len(bars)), heights, bottom=bottoms, color=color, label=label)
-        bottoms = [b + h for b, h in zip(bottoms, heights)]
-    ax.set_xticks(range(len(bars)), [b[0] for b in bars], fontsize=7)
-    ax.set_ylabel("% of explored trajectories")
-    ax.set_title("trajectory mix per iteration (the paper's success / failure / hard-negative table)")
-    ax.legend(fontsize=7, loc="lower right")
+    bars = explorations(phases)
+    if not bars:
+        return
+    fig, ax = plt.subplots(figsize=(8, 1.0 * len(bars) + 1.6))
+    left = [0.0] * len(bars)
+    for j, (label, color) in enumerate((("success", "#2ca02c"), ("failure, reward < 0.6", "#9e9e9e"),
+                                        ("hard negative, 0.6 <= reward < 1", "#ffbf00"))):
+        widths = [100 * trajectory_mix(rec)[j] for _, rec in bars]
+        ax.barh(range(len(bars)), widths, left=left, color=color, label=label)
+        left = [a + w for a, w in zip(left, widths)]
+    ax.set_yticks(range(len(bars)), [f"{label}\n{rec['n']} rollouts" for label, rec in bars])
+    ax.invert_yaxis()
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("% of the agent's rollouts in iteration 1")
+    ax.set_title("What each agent's rollouts are: the paper expects more hard negatives from the failure agent",
+                  fontsize=10)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=3, frameon=False)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def plot_preferences(plt, phases: dict, path: str) -> None:
-    kinds = (("own", "6_update_target", "expert vs own failure"), ("hard", "6_update_target", "expert vs hard negative"),
-             ("ff", "6_update_target", "failure vs failure (target)"), ("failure", "3_update_failure", "failure agent's pairs"))
-    fig, (acc_ax, margin_ax) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for method in methods_in(phases):
-        for kind, step, label in kinds:
-            ks = [k for k in iterations_of(phases, method, step) if f"{kind}_acc" in phases[(method, k, step)]]
-            if not ks:
-                continue
-            style = dict(marker="o", label=f"{method}: {label}", color=COLORS.get(method),
-                         linestyle={"own": "-", "hard": "--", "ff": ":", "failure": "-."}[kind])
-            acc_ax.plot(ks, [phases[(method, k, step)][f"{kind}_acc"] for k in ks], **style)
-            margin_ax.plot(ks, [phases[(method, k, step)][f"{kind}_margin"] for k in ks], **style)
-    acc_ax.set_ylabel("DPO accuracy (chosen's implicit reward higher)")
-    margin_ax.set_ylabel("DPO margin (mean implicit-reward gap)")
-    for ax in (acc_ax, margin_ax):
-        ax.set_xlabel("iteration")
-        ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.grid(alpha=0.3)
-    acc_ax.legend(fontsize=7)
+def plot_failures(plt, phases: dict, path: str) -> None:
+    bars = [(label, rec) for label, rec in explorations(phases) if rec.get("failure_histogram")]
+    if not bars:
+        return
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    edges, width = [i / 10 for i in range(10)], 0.09 / len(bars)
+    ax.axvspan(*HARD_BAND, color="#ffbf00", alpha=0.15, zorder=0, label="near-miss band (hard negatives)")
+    for i, ((label, rec), color) in enumerate(zip(bars, ("#1f77b4", "#ff7f0e", "#d62728"))):
+        counts = rec["failure_histogram"]
+        total = max(1, sum(counts))
+        ax.bar([e + 0.005 + width * i for e in edges], [100 * c / total for c in counts], width=width, align="edge",
+               color=color, label=f"{label} ({sum(counts)} failures)")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("reward of a failed rollout (0 = nothing right, 1 would be success)")
+    ax.set_ylabel("% of that agent's failures")
+    ax.set_title("Rewards of the failures each agent makes in iteration 1: near misses sit in the shaded band",
+                 fontsize=10)
+    ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def plot_run(run_dir: str, out_dir: str = "") -> list:
-    """Write the four PNGs of a run; returns their paths."""
-    phases = by_phase(read_metrics(run_dir))  # the folder first: a wrong path is the likelier mistake
+def plot_runs(run_dirs: list, out_dir: str = "") -> list:
+    """Write the PNGs; returns their paths (a figure a run has no data for, e.g. curves before any update, is
+    left out)."""
+    phases = by_phase(read_metrics(run_dirs[0]))  # the folder first: a wrong path is the likelier mistake
+    for d in run_dirs[1:]:
+        read_metrics(d)
     if not phases:
-        raise SystemExit(f"plot: {run_dir!r} has no finished phase yet; nothing to plot")
+        raise SystemExit(f"plot: {run_dirs[0]!r} has no finished phase yet; nothing to plot")
     try:
         import matplotlib
         matplotlib.use("Agg")  # files only, no display needed
         import matplotlib.pyplot as plt
     except ImportError:
-        raise SystemExit("plot: matplotlib is not installed (it is optional, only plots need it): pip install matplotlib")
-    out_dir = out_dir or os.path.join(run_dir, "plots")
+        raise SystemExit("plot: matplotlib is not installed (it is optional, only plots need it): "
+                         "pip install matplotlib")
+    out_dir = out_dir or os.path.join(run_dirs[0], "plots")
     os.makedirs(out_dir, exist_ok=True)
+    finished = [d for d in run_dirs if "sft" in runs.final_evaluations(d)]
+    figures = (("differences", lambda p: plot_differences(plt, finished, p) if finished else None),
+               ("curves", lambda p: plot_curves(plt, phases, p)), ("mix", lambda p: plot_mix(plt, phases, p)),
+               ("failures", lambda p: plot_failures(plt, phases, p)))
     paths = []
-    for name, fn in (("reward", plot_reward), ("failures", plot_failures), ("mix", plot_mix), ("preferences", plot_preferences)):
-        paths.append(os.path.join(out_dir, f"{name}.png"))
-        fn(plt, phases, paths[-1])
+    for name, draw in figures:
+        path = os.path.join(out_dir, f"{name}.png")
+        if os.path.exists(path):
+            os.remove(path)  # a stale figure from an earlier run must not pass for this one
+        draw(path)
+        paths += [path] if os.path.exists(path) else []
     return paths
 
 
 def main(argv: list) -> None:
     if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__.split("\n\n")[1] if len(__doc__.split("\n\n")) > 1 else __doc__)
+        print(__doc__.split("\n\n")[1])
         return
     out = argv[argv.index("--out") + 1] if "--out" in argv[:-1] else ""
-    for p in plot_run(argv[0], out):
+    dirs = [a for i, a in enumerate(argv) if a != "--out" and (i == 0 or argv[i - 1] != "--out")]
+    for p in plot_runs(dirs, out):
         print(f"wrote {p}")
 
 

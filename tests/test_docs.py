@@ -24,7 +24,9 @@ def test_every_function_the_readme_names_exists():
 
 
 def test_every_function_the_docs_name_exists():
-    docs = [os.path.join("docs", f) for f in sorted(os.listdir(os.path.join(ROOT, "docs"))) if f.endswith(".md")]
+    # docs/log.md is exempt: a dated notebook names the code as it was at each entry's revision
+    docs = [os.path.join("docs", f) for f in sorted(os.listdir(os.path.join(ROOT, "docs")))
+            if f.endswith(".md") and f != "log.md"]
     names = {(path, m, n) for path in docs for m, n in names_in(path)}
     assert len({(m, n) for _, m, n in names}) >= 20, names  # docs/method.md's equation-to-code map is there
     for path, module, name in sorted(names):
