@@ -19,7 +19,7 @@ The algorithm, as `run_method` runs it (each step's function on the right; losse
     L_f, L_t    = the weighted sums above                            losses.failure_loss, losses.target_loss
 
 Baselines, from the same SFT checkpoint: SFT (step 0 only); ETO (steps 1, 5a and 6 without HN); nll (ETO's loop
-with the NLL term alone: what the pairs add beyond more imitation). Read on: `main` and `run_method`, then one
+with the NLL term alone: what the pairs add beyond more imitation); rft (that NLL also on the agent's own successes). Read on: `main` and `run_method`, then one
 function per step, then the pairs, the updates, evaluation and data. Settings and the command line: config.py;
 run directories, reports and statistics: runs.py.
 
@@ -32,12 +32,12 @@ Deviations from, and interpretations of, the paper (its equations and hyper-para
      unless `--reference sft`.
   5. Reference log-probs are computed once per update, before it starts, so no second model is held.
   6. Target pairs of kind (c) (failure vs failure) are off by default (`--ff-coef`): the paper leaves them optional.
-  7. SFT also fits the observation tokens (`--sft-obs-coef 1`): the paper's agents start from a pretrained LLM that
-     can read and copy what a page shows; a from-scratch toy model learns that from the observations (validation:
-     SFT 8 -> 46 reward on the shop, docs/results.md). The preference losses stay on actions only.
+  7. Both agents start from the toy's pretrained base (base/, pretrain.py), as the paper's start from a pretrained
+     LLM: a language model of the environments' text, no expert, no reward. `--preset scratch` starts from scratch,
+     where SFT also fits the observation tokens (`--sft-obs-coef 1`) as its stand-in for pretraining.
   8. Every DPO-type term weighs 0.02 against the NLL anchor's 1, for ETO too (paper 0.5 / 0.5; ETO pure DPO): DPO
      acts on log-probs summed over about 50 action tokens, the NLL on a per-token mean, so at equal weights DPO
-     dominates and the toy agent falls 20+ points below SFT (validation). ETO and co-evolution share one loss.
+     dominates and the from-scratch agent fell 20+ points below SFT (validation). ETO and co-evolution share a loss.
   9. The NLL anchor replays every expert trajectory, not only those of the tasks that gave a pair: with the
      paper's subset the agent forgets the rest and falls below SFT (validation, docs/results.md).
   10. One iteration (ETO: K = 3): every variant peaked there on validation. `--preset paper` restores 8-10.

@@ -33,7 +33,7 @@ class Config:
     # --- data
     env: str = "shop"  # shop | lab | sql
     n_train: int = 2000  # training tasks generated
-    n_expert: int = 1200  # training tasks that carry an expert trajectory (scarce ground truth)
+    n_expert: int = 600  # training tasks that carry an expert trajectory (scarce ground truth)
     n_test: int = 500  # tasks in each of test_seen and test_unseen (500: a 95% interval of about +-4 reward)
     eval_on: str = "test"  # test | valid: evaluate on the validation splits (choose settings there, report test)
     # --- model (sizes of a model from scratch, --init-from ""; a checkpoint brings its own)
@@ -44,9 +44,9 @@ class Config:
     heads: int = 4  # query heads (key/value heads = heads // 2)
     context: int = 576  # max tokens of an episode (a step-capped shop episode of the longest pages needs 519)
     # --- SFT (step 0)
-    sft_epochs: int = 10  # passes over the expert trajectories
-    sft_lr: float = 3e-3  # AdamW learning rate, cosine-decayed to 10%
-    sft_obs_coef: float = 1.0  # weight of the observation tokens' NLL in SFT (stand-in for pretraining); 0 = off
+    sft_epochs: int = 2  # passes over the expert trajectories
+    sft_lr: float = 1e-3  # AdamW learning rate, cosine-decayed to 10%
+    sft_obs_coef: float = 0.0  # weight of the observations' NLL in SFT (from scratch: 1, its stand-in for pretraining)
     batch_size: int = 16  # trajectories (SFT) or pairs/groups (DPO) per optimizer step
     # --- exploration (steps 1 and 4)
     explore_tasks: int = 600  # co-evolution: training tasks both agents explore, expert tasks first (>= n_expert)
@@ -89,11 +89,18 @@ PRESETS = {
     # the NLL on the experts of the paired tasks only, three iterations (about an hour on a 2-core CPU)
     "paper": dict(dpo_coef=0.5, hn_coef=0.5, sft_coef=0.5, eto_dpo_coef=1.0, eto_sft_coef=0.0,
                   anchor_all_experts=False, iterations=3),
+    # the toy from scratch, as it ran before the pretrained base (docs/log.md): no base, 1,200 experts x 10 epochs,
+    # the observations in SFT's loss as its stand-in for pretraining
+    "scratch": dict(init_from="", n_expert=1200, sft_epochs=10, sft_lr=3e-3, sft_obs_coef=1.0),
+    # a class's lab: the default's loop at a third of the size, about a minute and a half on a 2-core laptop CPU
+    "lab": dict(n_train=600, n_expert=250, n_test=200, explore_tasks=250, failure_samples=2),
     # a tiny run that exercises every step in seconds and learns nothing (tests use it); 1 thread is faster here
     "smoke": dict(n_train=24, n_expert=12, n_test=8, explore_tasks=16, init_from="", hidden_size=32, layers=1,
                   heads=2, sft_epochs=2, target_samples=1, failure_samples=2, iterations=1, batch_size=4, threads=1),
 }
-PRESET_HELP = {"paper": "the paper's loss weights, ETO as pure DPO, the anchor on paired tasks, K = 3 (about an hour)",
+PRESET_HELP = {"paper": "the paper's loss weights, ETO as pure DPO, the anchor on paired tasks, K = 3",
+               "scratch": "the toy from scratch, without the pretrained base (1,200 experts x 10 epochs)",
+               "lab": "a class's lab: the default loop at a third of the size (250 experts, 200 + 200 test tasks)",
                "smoke": "a tiny run of every step in seconds, for tests (it learns nothing)"}
 METHODS = ("sft", "compare")  # plus any comma list of LOOP_METHODS
 LOOP_METHODS = ("nll", "rft", "eto", "coevo")  # nll: ETO's loop with the NLL term alone, the matched control

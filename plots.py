@@ -81,7 +81,7 @@ def plot_differences(plt, run_dirs: list, path: str) -> None:
     fig.suptitle(f"Each method minus SFT and minus the nll control ({over}): an interval across 0 is no "
                  "measurable difference", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -102,7 +102,8 @@ def plot_curves(plt, phases: dict, path: str) -> None:
     for row, name in zip(axes, names):
         steps = phases[name]["steps"]
         x = range(1, len(steps) + 1)
-        terms = [("nll", "NLL of the experts")] + [(f"{k}_loss", f"DPO: {v}") for k, v in KINDS.items()]
+        nll = "NLL of the chosen failures" if name.endswith("3_update_failure") else "NLL of the experts"
+        terms = [("nll", nll)] + [(f"{k}_loss", f"DPO: {v}") for k, v in KINDS.items()]
         for key, label in terms + [("loss", "the weighted sum (what is minimised)")]:
             if any(key in s for s in steps):
                 row[0].plot(x, [s.get(key, float("nan")) for s in steps], label=label,
@@ -124,7 +125,7 @@ def plot_curves(plt, phases: dict, path: str) -> None:
     fig.suptitle("Learning curves of iteration 1's updates, step by step (each figure on its batch, before the step)",
                  fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -151,7 +152,7 @@ def plot_mix(plt, phases: dict, path: str) -> None:
     bars = explorations(phases)
     if not bars:
         return
-    fig, ax = plt.subplots(figsize=(8, 1.0 * len(bars) + 1.6))
+    fig, ax = plt.subplots(figsize=(9, 1.0 * len(bars) + 1.8))
     left = [0.0] * len(bars)
     for j, (label, color) in enumerate((("success", "#2ca02c"), ("failure, reward < 0.6", "#9e9e9e"),
                                         ("hard negative, 0.6 <= reward < 1", "#ffbf00"))):
@@ -162,11 +163,11 @@ def plot_mix(plt, phases: dict, path: str) -> None:
     ax.invert_yaxis()
     ax.set_xlim(0, 100)
     ax.set_xlabel("% of the agent's rollouts in iteration 1")
-    ax.set_title("What each agent's rollouts are: the paper expects more hard negatives from the failure agent",
-                  fontsize=10)
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=3, frameon=False)
+    ax.set_title("What each agent's rollouts are in iteration 1\n(the paper expects a larger yellow share from the "
+                 "failure agent)", fontsize=10)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, frameon=False)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -189,7 +190,7 @@ def plot_failures(plt, phases: dict, path: str) -> None:
                  fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 

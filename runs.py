@@ -258,8 +258,14 @@ def sweep(cfg, main) -> None:
     for s in [int(x) for x in cfg.seeds.split(",")]:
         c = dataclasses.replace(cfg, seed=s, seeds="", name=f"{cfg.name or run_stem(cfg)}-seed{s}")
         path = os.path.join(c.out_dir, c.name)
-        if finished_phases(path):  # a seed already (partly) run: continue it, do not redo it
-            c = dataclasses.replace(c, resume=path)
+        if finished_phases(path):  # a seed already (partly) run: continue it as it was made, do not redo it
+            saved = saved_config(path)
+            changed = sorted(k for k, v in dataclasses.asdict(c).items() if k not in ("resume", "threads")
+                             and getattr(saved, k) != v)
+            if changed:
+                print(f"coevo: {path} was made with other settings ({', '.join(changed)}); continuing it as it was "
+                      f"made (another --name starts new runs)")
+            c = saved
         main(c)
         for m, ev in final_evaluations(path).items():
             results.setdefault(m, []).append([sc * mean_ci(per_task(ev, split, metric))[0]

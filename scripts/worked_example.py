@@ -111,7 +111,10 @@ def main(argv=None) -> None:
             f"| DPO after the update (weight {sig:.3f}) | {weight} | {-weight * cfg.beta * sig:+.5f} | "
             f"{weight * cfg.beta * sig:+.5f} |",
             f"| NLL anchor on the expert ({n_expert} action tokens) | {coefs.nll} | {-coefs.nll / n_expert:+.5f} | 0 |",
-            "", f"At this run's coefficients the NLL anchor's pull on an expert token is "
+            "", ("After the update this pair is ranked the wrong way round (margin below 0): the pair's own push was "
+                 "outweighed by what the other pairs and the NLL anchor did to the shared weights. "
+                 if margin < 0 else "After the update the pair is ranked the right way round (margin above 0). ")
+            + f"At this run's coefficients the NLL anchor's pull on an expert token is "
             f"{(coefs.nll / n_expert) / max(weight * cfg.beta * 0.5, 1e-12):.0f} times DPO's push at the start of the "
             "update, which is one reason the preference term moves the agent so little here (docs/results.md; the "
             "paper's 0.5 / 0.5 weights, `--preset paper`, change that ratio)."]
