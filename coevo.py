@@ -19,9 +19,9 @@ The algorithm, as `run_method` runs it (each step's function on the right; losse
     L_f, L_t    = the weighted sums above                            losses.failure_loss, losses.target_loss
 
 Baselines, from the same SFT checkpoint: SFT (step 0 only); ETO (steps 1, 5a and 6 without HN); nll (ETO's loop
-with the NLL term alone: what the pairs add beyond more imitation); rft (that NLL also on the agent's own successes). Read on: `main` and `run_method`, then one
-function per step, then the pairs, the updates, evaluation and data. Settings and the command line: config.py;
-run directories, reports and statistics: runs.py.
+with the NLL term alone: what the pairs add beyond more imitation); rft (that NLL also on the agent's own successes).
+Read on: `main` and `run_method`, then one function per step, then the pairs, the updates, evaluation and data.
+Settings and the command line: config.py; run directories, reports and statistics: runs.py.
 
 Deviations from, and interpretations of, the paper (its equations and hyper-parameters are not public):
   1. Log-probs are summed over action tokens only; the NLL term is a per-token mean (losses.py says why).
