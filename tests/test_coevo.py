@@ -500,3 +500,14 @@ def test_sweep_prints_spread_and_paired_gaps(tmp_path, capsys):
     before = (tmp_path / "sw-seed1" / "metrics.jsonl").read_text()
     runs.sweep(smoke(tmp_path, "sw", method="eto,coevo", seeds="0,1"), coevo.main)
     assert (tmp_path / "sw-seed1" / "metrics.jsonl").read_text() == before and "| eto - sft |" in capsys.readouterr().out
+
+
+def test_transcripts_stay_a_table_whatever_the_agent_wrote(tmp_path):
+    # a sampled action may hold a newline or a | (the toy model writes anything): each row keeps its five cells
+    expert = dict(traj("u", 1.0, ("search[x]", "click[a]")), agent="expert")
+    weird = traj("u", 0.2, ("search[x]\nclick[b] | buy",))
+    hard = traj("u", 0.7, ("a|b", "c\n"))
+    runs.write_transcripts(str(tmp_path / "t.md"), [{"expert": expert, "a": [(expert, weird)], "hard": [hard], "c": []}])
+    rows = [line for line in (tmp_path / "t.md").read_text().splitlines() if line.startswith("| ") and "turn" not in line]
+    assert len(rows) == 2 and all(line.replace("\\|", "").count("|") == 5 for line in rows)
+    assert "search[x]\\nclick[b] \\| buy" in rows[0]
