@@ -186,6 +186,10 @@ def sft_lr_factor(step: int, steps: int) -> float:
 
 # -----------------------------------------------------------------------------------------------------------
 # Steps 1 and 4: exploration
+KEEP = ("task", "messages", "reward", "success", "end", "n_invalid")  # what later phases read of a rollout (tokens
+#                                                                     are re-rendered from the messages)
+
+
 def explore(cfg: Config, policy, renderer, tasks: list, who: str, seed: int, before: list = ()) -> tuple:
     """Steps 1 and 4: roll an agent out on `tasks`. The target ("target") plays each task greedily, then
     target_samples times at target_temperature; the failure agent ("failure") failure_samples times at
@@ -201,8 +205,7 @@ def explore(cfg: Config, policy, renderer, tasks: list, who: str, seed: int, bef
         todo = [t for t, tt in jobs if tt == temp]
         out += agent.rollout(policy, renderer, lambda: envs.make_env(cfg.env), todo, temperature=temp, top_p=cfg.top_p,
                              generator=gen, device=cfg.device, progress=True, desc=f"{who} T={temp:g}")
-    keep = ("task", "messages", "reward", "success", "end", "n_invalid")  # tokens are re-rendered from messages
-    trajs = [dict({k: t[k] for k in keep}, agent=who) for t in out]
+    trajs = [dict({k: t[k] for k in KEEP}, agent=who) for t in out]
     churn = greedy_churn(before[:len(tasks)], trajs[:len(tasks)]) if before else {}
     return trajs, {**exploration_stats(trajs), **churn}
 
@@ -223,8 +226,7 @@ def branch(cfg: Config, policy, renderer, greedy: list, experts: list, seed: int
     sampled = agent.rollout(policy, renderer, lambda: envs.make_env(cfg.env), [task for task, _ in jobs],
                             temperature=cfg.target_temperature, top_p=cfg.top_p, generator=gen, device=cfg.device,
                             progress=True, desc="branch", prefixes=[prefix for _, prefix in jobs])
-    keep = ("task", "messages", "reward", "success", "end", "n_invalid")
-    out += [dict({k: t[k] for k in keep}, agent="target", branched_at=len(prefix)) for t, (_, prefix) in
+    out += [dict({k: t[k] for k in KEEP}, agent="target", branched_at=len(prefix)) for t, (_, prefix) in
             zip(sampled, jobs)]
     return out, {**exploration_stats(out), "states": len(jobs) // max(cfg.branch_samples, 1)}
 

@@ -258,8 +258,9 @@ def why(run_dir: str, n: int, device, samples: int = 8) -> None:
     hard = read("coevo_1_4_hard_negatives")
     if own is None:
         raise SystemExit(f"why: {run_dir} has no finished exploration (run a loop method first: --method nll,eto)")
+    own_by = coevo.by_task(own)
     kinds = {"expert vs own failure": [p for e in experts for p in coevo.build_eto_pairs(
-        e, [t for t in own if t["task"]["id"] == e["task"]["id"]], cfg.eto_truncate_turns) if p[0] is e]}
+        e, own_by.get(e["task"]["id"], []), cfg.eto_truncate_turns) if p[0] is e]}
     if hard is not None:
         by_task = coevo.by_task(hard)
         kinds["expert vs hard negative"] = [(e, t) for e in experts for t in by_task.get(e["task"]["id"], [])
