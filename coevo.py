@@ -39,7 +39,7 @@ Deviations from, and interpretations of, the paper (its equations and hyper-para
      acts on log-probs summed over about 50 action tokens, the NLL on a per-token mean, so at equal weights DPO
      dominates and the from-scratch agent fell 20+ points below SFT (validation). ETO and co-evolution share a loss.
   9. The NLL anchor replays every expert trajectory, not only those of the tasks that gave a pair: with the
-     paper's subset the agent forgets the rest and falls below SFT (validation, docs/results.md).
+     paper's subset the agent forgets the rest and falls below SFT (validation, docs/log.md).
   10. One iteration (ETO: K = 3): every variant peaked there on validation. `--preset paper` restores 8-10.
 """
 import math
@@ -398,7 +398,8 @@ def update_failure(cfg: Config, policy, renderer, pairs: list, ref_path: str, se
     def loss(batch, pi, ref, n_tokens):
         positions = torch.tensor(batch, dtype=torch.long, device=pi.device).view(-1, 2).T
         return losses.failure_loss(pi, ref, n_tokens, positions, cfg.beta, cfg.failure_sft_coef)
-    return preference_update(cfg, policy, renderer, pool, items, loss, cfg.failure_lr, ref_path, seed)
+    weights = {"weights": {"failure": 1.0, "nll": cfg.failure_sft_coef}}  # what the loss weighs (plots read it)
+    return preference_update(cfg, policy, renderer, pool, items, loss, cfg.failure_lr, ref_path, seed, weights)
 
 
 def update_target(cfg: Config, policy, renderer, groups: list, coefs: Coefs, ref_path: str, seed: int) -> dict:
@@ -412,6 +413,7 @@ def update_target(cfg: Config, policy, renderer, groups: list, coefs: Coefs, ref
 
     def loss(batch, pi, ref, n_tokens):
         return losses.target_loss(pi, ref, n_tokens, target_pairs(batch, pi.device), coefs, cfg.beta, cfg.listwise)
+    counts["weights"] = {"own": coefs.dpo, "hard": coefs.hn, "nll": coefs.nll, "ff": coefs.ff}  # (plots read it)
     return preference_update(cfg, policy, renderer, pool, items, loss, cfg.target_lr, ref_path, seed, counts)
 
 

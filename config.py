@@ -29,7 +29,7 @@ class Config:
     device: str = "cpu"  # cpu | cuda (bf16 autocast on cuda)
     threads: int = 2  # torch CPU threads (0 = torch's choice); parallel runs on 2 cores: --threads 1 each
     resume: str = ""  # a run directory: continue after its last finished phase (with its saved config)
-    preset: str = ""  # a named set of defaults: paper | smoke (see the end of --help); flags given still win
+    preset: str = ""  # a named set of defaults: paper | scratch | lab | smoke (end of --help); flags given win
     # --- data
     env: str = "shop"  # shop | lab | sql
     n_train: int = 2000  # training tasks generated
@@ -58,7 +58,7 @@ class Config:
     # --- failure agent (steps 2-4)
     failure_agent: str = "coevo"  # coevo (DPO on failure pairs) | frozen (the SFT model) | positive (toward success)
     failure_min_gap: float = 0.1  # a failure pair needs r(chosen) > r(rejected) + gap
-    failure_within_agent: bool = False  # also pair failures of the same agent (default: target x failure agent)
+    failure_within_agent: bool = False  # also pair failures of one agent, not only target x failure agent
     failure_lr: float = 5e-5  # failure agent's DPO learning rate
     failure_sft_coef: float = 0.0  # weight of the NLL of each pair's chosen (higher-reward) failure; 0 = plain DPO
     regenerate_hard_negatives: bool = True  # step 4 samples afresh from the updated agent (off: reuse step 1's)
@@ -78,7 +78,7 @@ class Config:
     reference: str = "iteration"  # iteration (each agent at the start of the iteration, ETO) | sft (the SFT model)
     eto_truncate_turns: int = 5  # ETO: a rejected trajectory keeps at most the expert's turns + this many
     pairs: str = "eto"  # kind (a): eto (expert vs own rollout) | own (own better vs worse) | branch (from own failures)
-    branch_states: int = 2  # --pairs branch: states of each failure to branch from (its first wrong action's on)
+    branch_states: int = 2  # --pairs branch: states of a failure to branch from: the first wrong action's, then on
     branch_samples: int = 4  # --pairs branch: continuations sampled from each state at target_temperature
     # --- schedule
     iterations: int = 1  # K: exploration-update rounds after SFT (ETO and the paper: 3; deviation 10)
@@ -92,7 +92,7 @@ PRESETS = {
     # the toy from scratch, as it ran before the pretrained base (docs/log.md): no base, 1,200 experts x 10 epochs,
     # the observations in SFT's loss as its stand-in for pretraining
     "scratch": dict(init_from="", n_expert=1200, sft_epochs=10, sft_lr=3e-3, sft_obs_coef=1.0),
-    # a class's lab: the default's loop at a third of the size, about a minute and a half on a 2-core laptop CPU
+    # a class's lab: the default's loop at a third of the size, under a minute on a 2-core CPU (43 s here)
     "lab": dict(n_train=600, n_expert=250, n_test=200, explore_tasks=250, failure_samples=2),
     # a tiny run that exercises every step in seconds and learns nothing (tests use it); 1 thread is faster here
     "smoke": dict(n_train=24, n_expert=12, n_test=8, explore_tasks=16, init_from="", hidden_size=32, layers=1,

@@ -64,14 +64,17 @@ def plot_differences(plt, run_dirs: list, path: str) -> None:
     if not rows:
         return
     labels = list(dict.fromkeys(label for label, *_ in rows))
-    fig, axes = plt.subplots(1, 2, figsize=(10, 0.55 * len(labels) + 1.8), sharey=True)
+    tasks = "validation" if runs.saved_config(run_dirs[0]).eval_on == "valid" else "test"
+    fig, axes = plt.subplots(1, 2, figsize=(10, 0.55 * len(labels) + 1.8), sharey=True, sharex=True)
     for ax, split in zip(axes, ("test_seen", "test_unseen")):
         for y, label in enumerate(labels):
             _, _, mean, half = next(r for r in rows if r[0] == label and r[1] == split)
             color = COLORS.get(label.split(" - ")[0])
             ax.errorbar(mean, y, xerr=[[half], [half]] if half == half else None, fmt="o", color=color, capsize=4)
+            if half == half and (mean - half > 0 or mean + half < 0):  # the interval excludes 0
+                ax.annotate("*", (mean, y), textcoords="offset points", xytext=(0, 4), ha="center", fontsize=14)
         ax.axvline(0, color="black", linewidth=1)
-        ax.set_title({"test_seen": "seen tasks", "test_unseen": "unseen tasks"}[split])
+        ax.set_title({"test_seen": f"seen {tasks} tasks", "test_unseen": f"unseen {tasks} tasks"}[split])
         ax.set_xlabel("difference in average reward x100, 95% interval")
         ax.grid(axis="x", alpha=0.3)
     axes[0].set_yticks(range(len(labels)), labels)
@@ -79,7 +82,7 @@ def plot_differences(plt, run_dirs: list, path: str) -> None:
     over = f"over {len(run_dirs)} seeds, paired seed by seed" if len(run_dirs) > 1 else \
         "one run, paired task by task"
     fig.suptitle(f"Each method minus SFT and minus the nll control ({over}): an interval across 0 is no "
-                 "measurable difference", fontsize=10)
+                 "measurable difference; * marks one that excludes 0", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
@@ -104,22 +107,29 @@ def plot_curves(plt, phases: dict, path: str) -> None:
         x = range(1, len(steps) + 1)
         nll = "NLL of the chosen failures" if name.endswith("3_update_failure") else "NLL of the experts"
         terms = [("nll", nll)] + [(f"{k}_loss", f"DPO: {v}") for k, v in KINDS.items()]
+        weights = phases[name].get("weights", {})
         for key, label in terms + [("loss", "the weighted sum (what is minimised)")]:
+            weight = weights.get(key.removesuffix("_loss"))
             if any(key in s for s in steps):
+                label += f" (weight {weight:g})" if weight is not None else ""
                 row[0].plot(x, [s.get(key, float("nan")) for s in steps], label=label,
-                            linestyle="--" if key == "loss" else "-")
+                            linestyle="--" if key == "loss" else "-", alpha=0.9)
         for kind, label in KINDS.items():
             if any(f"{kind}_margin" in s for s in steps):
                 row[1].plot(x, [s.get(f"{kind}_margin", float("nan")) for s in steps], label=label)
                 row[2].plot(x, [s.get(f"{kind}_acc", float("nan")) for s in steps], label=label)
-        row[0].set_ylabel(name.replace("/1/", " ").replace("_", " "), fontsize=9)
-        for ax, title in zip(row, ("loss terms, unweighted", "DPO margin (implicit-reward gap)",
+        method = name.split("/")[0]
+        who = "the failure agent's update" if name.endswith("3_update_failure") else f"{method}: the target's update"
+        row[0].set_ylabel(f"{who}\nloss (nats)", fontsize=9)
+        row[1].set_ylabel("margin", fontsize=9)
+        row[2].set_ylabel("accuracy", fontsize=9)
+        for ax, title in zip(row, ("loss terms before their weights", "DPO margin (implicit-reward gap)",
                                    "DPO accuracy (chosen above rejected)")):
             ax.set_title(title, fontsize=9)
             ax.grid(alpha=0.3)
             if ax.lines:
-                ax.legend(fontsize=7)
-        row[2].set_ylim(-0.05, 1.05)
+                ax.legend(fontsize=7, framealpha=0.6)
+        row[2].set_ylim(-0.05, 1.3)  # headroom above 1 for the legend
     for ax in axes[-1]:
         ax.set_xlabel("optimizer step")
     fig.suptitle("Learning curves of iteration 1's updates, step by step (each figure on its batch, before the step)",
@@ -144,7 +154,7 @@ def explorations(phases: dict) -> list:
     method = next((m for m in ("coevo", "eto", "rft", "nll") if f"{m}/1/1_explore_target" in phases), None)
     found = [("target (greedy)", phases.get(f"{method}/1/1_explore_target")),
              ("failure agent, before its update", phases.get(f"{method}/1/1_explore_failure")),
-             ("failure agent, after (hard negatives)", phases.get(f"{method}/1/4_hard_negatives"))]
+             ("failure agent, after (the hard negatives)", phases.get(f"{method}/1/4_hard_negatives"))]
     return [(label, rec) for label, rec in found if rec]
 
 
@@ -155,7 +165,7 @@ def plot_mix(plt, phases: dict, path: str) -> None:
     fig, ax = plt.subplots(figsize=(9, 1.0 * len(bars) + 1.8))
     left = [0.0] * len(bars)
     for j, (label, color) in enumerate((("success", "#2ca02c"), ("failure, reward < 0.6", "#9e9e9e"),
-                                        ("hard negative, 0.6 <= reward < 1", "#ffbf00"))):
+                                        ("near miss, 0.6 <= reward < 1", "#ffbf00"))):
         widths = [100 * trajectory_mix(rec)[j] for _, rec in bars]
         ax.barh(range(len(bars)), widths, left=left, color=color, label=label)
         left = [a + w for a, w in zip(left, widths)]
@@ -163,9 +173,9 @@ def plot_mix(plt, phases: dict, path: str) -> None:
     ax.invert_yaxis()
     ax.set_xlim(0, 100)
     ax.set_xlabel("% of the agent's rollouts in iteration 1")
-    ax.set_title("What each agent's rollouts are in iteration 1\n(the paper expects a larger yellow share from the "
-                 "failure agent)", fontsize=10)
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, frameon=False)
+    ax.set_title("What each agent's rollouts are in iteration 1\n(the paper expects a larger near-miss share from "
+                 "the failure agent)", fontsize=10)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=3, frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
@@ -177,7 +187,7 @@ def plot_failures(plt, phases: dict, path: str) -> None:
         return
     fig, ax = plt.subplots(figsize=(8, 3.8))
     edges, width = [i / 10 for i in range(10)], 0.09 / len(bars)
-    ax.axvspan(*HARD_BAND, color="#ffbf00", alpha=0.15, zorder=0, label="near-miss band (hard negatives)")
+    ax.axvspan(*HARD_BAND, color="#ffbf00", alpha=0.15, zorder=0, label="near-miss band (the paper's hard negatives)")
     for i, ((label, rec), color) in enumerate(zip(bars, ("#1f77b4", "#ff7f0e", "#d62728"))):
         counts = rec["failure_histogram"]
         total = max(1, sum(counts))

@@ -1,6 +1,6 @@
 """pretrain.py: the toy's base model, a language model of the three environments, trained before any expert is seen.
 
-    python pretrain.py --out base            # the shipped base (base/README.md: the command, revision and minutes)
+    python pretrain.py --out base            # the shipped base (base/README.md: its command and minutes; 26 here)
     python pretrain.py --check base          # what a base can and cannot do, printed per environment
 
 Why: the paper's agents (and ETO's) fine-tune a pretrained LLM, which can already read a page, copy what it shows and
@@ -192,11 +192,11 @@ def main(argv=None) -> None:
                                 "environments, or --check what a base can do.")
     p.add_argument("--out", default="", help="folder to write the base into (Hugging Face layout)")
     p.add_argument("--check", default="", metavar="DIR", help="only measure the base in DIR, print the table")
-    p.add_argument("--episodes", type=int, default=8000, help="undirected training episodes per environment")
+    p.add_argument("--episodes", type=int, default=20000, help="undirected training episodes per environment")
     p.add_argument("--valid-episodes", type=int, default=200, help="validation episodes per environment")
     p.add_argument("--epochs", type=int, default=2, help="passes over the corpus")
     p.add_argument("--lr", type=float, default=3e-3, help="AdamW peak learning rate (2%% warm-up, cosine to 10%%)")
-    p.add_argument("--batch-size", type=int, default=32, help="episodes per step")
+    p.add_argument("--batch-size", type=int, default=16, help="episodes per step")
     p.add_argument("--hidden-size", type=int, default=128, help="model width")
     p.add_argument("--layers", type=int, default=4, help="transformer blocks")
     p.add_argument("--heads", type=int, default=4, help="query heads (key/value heads = heads // 2)")

@@ -41,6 +41,20 @@ def summed(model, renderer, traj: dict) -> tuple:
     return sum(picked), len(picked)
 
 
+def ratio(coefs, beta: float, n: int, rows_b: float, a_per_row: float) -> str:
+    """The NLL's pull over the preference terms' push on one expert token at the start of the update (weight 0.5),
+    after the batch means: for an expert with hard negatives only, and for one that also has a kind (a) pair."""
+    nll = coefs.nll / n
+    hn = coefs.hn * beta * 0.5 / max(rows_b, 1e-9)
+    own = coefs.dpo * beta * 0.5 / max(a_per_row, 1e-9)
+    parts = []
+    if hn:
+        parts.append(f"{nll / hn:.0f} times the hard negatives' push for an expert that has only those")
+    if own:
+        parts.append(f"{nll / (own + hn):.0f} times for one that also has an own-failure pair")
+    return ("Counted so, the NLL's pull on an expert token is " + ", and ".join(parts) + ".") if parts else ""
+
+
 def pick_pair(run_dir: str, cfg) -> tuple:
     """(method, expert, near miss) from iteration 1 of the run."""
     experts = {e["task"]["id"]: e for e in coevo.make_data(cfg)["experts"]}
@@ -68,6 +82,15 @@ def main(argv=None) -> None:
     target = loader.load_checkpoint(os.path.join(args.run, "ckpt", f"{method}_1_6_update_target"))[0]
     coefs = coevo.method_coefs(cfg, method)
     weight = coefs.hn if phase.endswith("hard_negatives") else coefs.dpo
+    # how the update's means share the gradient out: kind (a) pairs per row, rows with hard negatives, this row's K
+    update = next(json.loads(line) for line in open(os.path.join(args.run, "metrics.jsonl"))
+                  if json.loads(line)["phase"] == f"{method}/1/6_update_target")
+    hard = coevo.by_task(json.load(open(os.path.join(args.run, "coevo_1_4_hard_negatives.json")))) if (
+        method == "coevo") else {}
+    negatives = {tid: [t for t in ts if not t["success"] and t["reward"] >= cfg.hn_threshold] for tid, ts in hard.items()}
+    rows_b = sum(bool(negatives.get(e["task"]["id"])) for e in coevo.make_data(cfg)["experts"]) / update["items"]
+    k = max(1, len(negatives.get(expert["task"]["id"], []))) if phase.endswith("hard_negatives") else 1
+    a_per_row = update["own_pairs"] / update["items"]
     i = coevo.first_difference(expert, miss)
     revision = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     out = [f"# A worked example: one DPO pair, by the numbers\n",
@@ -101,23 +124,29 @@ def main(argv=None) -> None:
             f"loss   = -log sigmoid(margin) = {math.log1p(math.exp(-margin)):.4f}   (log 2 = 0.6931 at the reference)",
             f"weight = sigmoid(-margin) = {sig:.4f}   (0.5 at the reference: every pair starts equal)",
             "```",
-            "The gradient each term puts on the log-prob of one action token (d loss / d log pi(token)); the update "
-            "moves the logits along it. DPO's is the same for every token of a side: minus beta * weight on the "
-            "expert's, plus on the near miss's, times the term's coefficient. The NLL anchor's is minus its "
-            "coefficient over the expert's action-token count (a per-token mean), on the expert's tokens only:\n",
+            "The gradient each term puts on the log-prob of one action token (d loss / d log pi(token)) of this pair's "
+            "row, before the batch's means; the update moves the logits along it. DPO's is the same for every token "
+            "of a side: minus beta * weight on the expert's, plus on the near miss's, times the term's coefficient; "
+            f"a row with K hard negatives (here K = {k}) gives each of them 1/K of it, so together they push the "
+            "expert's tokens as one pair would. The NLL anchor's is minus its coefficient over the expert's "
+            "action-token count (a per-token mean), on the expert's tokens only:\n",
             "| term | coefficient | on an expert token | on a near-miss token |", "|---|---|---|---|",
             f"| DPO at the start of the update (weight 0.5) | {weight} | {-weight * cfg.beta * 0.5:+.5f} | "
-            f"{weight * cfg.beta * 0.5:+.5f} |",
+            f"{weight * cfg.beta * 0.5 / k:+.5f} |",
             f"| DPO after the update (weight {sig:.3f}) | {weight} | {-weight * cfg.beta * sig:+.5f} | "
-            f"{weight * cfg.beta * sig:+.5f} |",
+            f"{weight * cfg.beta * sig / k:+.5f} |",
             f"| NLL anchor on the expert ({n_expert} action tokens) | {coefs.nll} | {-coefs.nll / n_expert:+.5f} | 0 |",
             "", ("After the update this pair is ranked the wrong way round (margin below 0): the pair's own push was "
                  "outweighed by what the other pairs and the NLL anchor did to the shared weights. "
                  if margin < 0 else "After the update the pair is ranked the right way round (margin above 0). ")
-            + f"At this run's coefficients the NLL anchor's pull on an expert token is "
-            f"{(coefs.nll / n_expert) / max(weight * cfg.beta * 0.5, 1e-12):.0f} times DPO's push at the start of the "
-            "update, which is one reason the preference term moves the agent so little here (docs/results.md; the "
-            "paper's 0.5 / 0.5 weights, `--preset paper`, change that ratio)."]
+            + f"Per row, the NLL anchor's pull on an expert token is "
+            f"{(coefs.nll / n_expert) / max(weight * cfg.beta * 0.5, 1e-12):.0f} times this pair's DPO push at the start "
+            "of the update. In a batch each term is a mean over its own items: the NLL over all rows, the hard "
+            f"negatives over the rows that have any ({100 * rows_b:.0f}% of them here), kind (a) over its pairs "
+            f"({a_per_row:.2f} a row), so a row's push weighs 1 / (its share) more. " + ratio(coefs, cfg.beta, n_expert,
+                                                                                       rows_b, a_per_row)
+            + " This is one reason the preference terms move the agent so little here (docs/when_failures_help.md; "
+            "the paper's 0.5 / 0.5 weights, `--preset paper`, change that ratio)."]
     print("\n".join(out))
 
 
